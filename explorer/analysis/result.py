@@ -1,0 +1,257 @@
+"""`Analysis`: the per-layer table and totals of one traced run, queryable by layer, by stage and in total."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from fractions import Fraction
+from typing import Optional
+
+GLOBAL = "global"
+
+# Layer kinds whose outputs count in the lecture's activation-memory convention: input + conv / pool / fc.
+_COUNTED_KINDS = ("Conv", "Linear", "Pool", "ConvTranspose")
+
+
+def counts_in_lecture_memory(kind: str) -> bool:
+    return any(k in kind for k in _COUNTED_KINDS)
+
+
+def _plain(v):
+    if isinstance(v, Fraction):
+        return float(v)
+    if isinstance(v, tuple):
+        return tuple(_plain(x) for x in v)
+    return v
+
+
+@dataclasses.dataclass
+class Layer:
+    """One row: a leaf layer call (or a module doing work of its own, or the input)."""
+
+    name: str  # module path, "input" for the input row; a second call of a module gets " #2"
+    kind: str  # module class name, e.g. "Conv2d"
+    output_shape: Optional[tuple]  # without the batch dim, e.g. (64, 224, 224)
+    activations: int  # output values per image
+    weights: int = 0  # parameters that are not biases (each tensor counted once, at its first use)
+    biases: int = 0
+    trainable: int = 0
+    frozen: int = 0
+    macs: int = 0
+    counted: bool = False  # counts in the lecture's activation memory (input + conv / pool / fc outputs)
+    rf: Optional[tuple] = None  # (h, w) of the convolutional path; None where not followed
+    jump: Optional[tuple] = None
+    offset: Optional[tuple] = None  # centre of output unit (0, 0) in input pixels
+    padding: Optional[tuple] = None  # effective padding = -(start of unit 0's field)
+    is_global: bool = False  # some input pixel anywhere influences this output (pooling, SE, attention)
+    ran: bool = True  # False for modules whose parameters exist but did not run in this forward
+    depth: int = 0
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def receptive_field(self):
+        """(h, w), or "global" where the whole input can reach this layer's outputs."""
+        return GLOBAL if self.is_global else self.rf
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["params"] = self.params
+        d["flops"] = self.flops
+        for k in ("rf", "jump", "offset", "padding"):
+            d[k] = _plain(d[k])
+        d["output_shape"] = list(self.output_shape) if self.output_shape else None
+        return d
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    kind: str
+    output_shape: Optional[tuple]
+    layers: int
+    weights: int
+    biases: int
+    trainable: int
+    frozen: int
+    macs: int
+    activations: int  # lecture convention, summed over the stage's rows
+    rf: Optional[tuple]
+    is_global: bool
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@dataclasses.dataclass
+class Analysis:
+    """Everything one traced run knows about a model at one input size. Pure data: pickles, caches, compares."""
+
+    model_name: str
+    input_shape: tuple  # without batch
+    dtype: str
+    bytes_per_element: int
+    layers: list
+    modules: dict  # module path -> {"kind", "output_shape", "rf", "jump", "offset", "is_global"} (last call)
+    params: int
+    trainable_params: int
+    weights_total: int
+    biases_total: int
+    buffers: int
+    macs: int
+    activations: int  # lecture convention, per image
+    training_bytes: Optional[int]  # bytes autograd saves for backward, per image
+    weight_bytes: int
+    all_activations: int  # every row's output, per image (ReLU etc. included)
+    uncounted_ops: dict  # aten op -> count: ops with no MAC formula and not zero by convention
+    notes: list
+    device: str = "meta"
+
+    # -- totals ------------------------------------------------------------------------------------------------
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def frozen_params(self) -> int:
+        return self.params - self.trainable_params
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.activations * self.bytes_per_element
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / 1e9
+
+    def memory(self, batch_size: int = 1) -> dict:
+        """Bytes for a batch: forward activations (lecture convention), training (autograd-saved), weights."""
+        return {
+            "forward_activations": self.activation_bytes * batch_size,
+            "training_saved": None if self.training_bytes is None else self.training_bytes * batch_size,
+            "weights": self.weight_bytes,
+        }
+
+    # -- queries -----------------------------------------------------------------------------------------------
+    def layer(self, name: str) -> Layer:
+        for row in self.layers:
+            if row.name == name:
+                return row
+        raise KeyError(f"No layer called '{name}' in {self.model_name}.")
+
+    def _module(self, path: str) -> dict:
+        if path in self.modules:
+            return self.modules[path]
+        raise KeyError(f"{self.model_name} has no module '{path}'; stages are: {', '.join(self.stage_names())}.")
+
+    def receptive_field(self, path: str):
+        """(h, w) in input pixels at the output of the module ``path``; "global" where it is global."""
+        m = self._module(path)
+        return GLOBAL if m["is_global"] else m["rf"]
+
+    def local_receptive_field(self, path: str):
+        """The convolutional-path field at ``path``, kept even where the field is global."""
+        return self._module(path)["rf"]
+
+    def stage_names(self) -> list:
+        return [s.name for s in self.stages()]
+
+    def stages(self, depth: int = 1) -> list:
+        """Roll-up per named block: rows grouped by the first ``depth`` parts of their module path."""
+        groups: dict[str, list] = {}
+        for row in self.layers:
+            if row.name == "input":
+                continue
+            base = row.name.split(" #")[0]
+            key = ".".join(base.split(".")[:depth]) if base else base
+            groups.setdefault(key, []).append(row)
+        out = []
+        for key, rows in groups.items():
+            m = self.modules.get(key, {})
+            out.append(Stage(
+                name=key or "(model)", kind=m.get("kind", rows[0].kind),
+                output_shape=m.get("output_shape", rows[-1].output_shape), layers=len(rows),
+                weights=sum(r.weights for r in rows), biases=sum(r.biases for r in rows),
+                trainable=sum(r.trainable for r in rows), frozen=sum(r.frozen for r in rows),
+                macs=sum(r.macs for r in rows), activations=sum(r.activations for r in rows if r.counted),
+                rf=m.get("rf", rows[-1].rf), is_global=m.get("is_global", rows[-1].is_global),
+            ))
+        return out
+
+    # -- exports -----------------------------------------------------------------------------------------------
+    def to_frame(self, biases: bool = True):
+        import pandas as pd
+
+        recs = []
+        for r in self.layers:
+            recs.append({
+                "layer": r.name, "kind": r.kind,
+                "output": "×".join(str(v) for v in r.output_shape) if r.output_shape else "",
+                "activations": r.activations, "counted": r.counted,
+                "weights": r.weights, "biases": r.biases,
+                "params": r.params if biases else r.weights,
+                "trainable": r.trainable, "frozen": r.frozen,
+                "MACs": r.macs, "FLOPs": r.flops,
+                "rf": _fmt_pair(r.rf), "global": r.is_global, "jump": _fmt_pair(r.jump),
+                "offset": _fmt_pair(r.offset),
+            })
+        return pd.DataFrame.from_records(recs)
+
+    def totals(self) -> dict:
+        return {
+            "model": self.model_name, "input": list(self.input_shape), "dtype": self.dtype,
+            "params": self.params, "trainable_params": self.trainable_params, "frozen_params": self.frozen_params,
+            "weights": self.weights_total, "biases": self.biases_total, "buffers": self.buffers,
+            "macs": self.macs, "flops": self.flops, "activations": self.activations,
+            "activation_bytes": self.activation_bytes, "training_bytes": self.training_bytes,
+            "weight_bytes": self.weight_bytes, "uncounted_ops": self.uncounted_ops, "notes": self.notes,
+        }
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        self.to_frame().to_csv(buf, index=False)
+        return buf.getvalue()
+
+    def to_markdown(self) -> str:
+        df = self.to_frame()
+        for col in ("activations", "weights", "biases", "params", "trainable", "frozen", "MACs", "FLOPs"):
+            df[col] = df[col].map("{:,}".format)
+        t = self.totals()
+        head = (f"**{self.model_name}** at {'×'.join(map(str, self.input_shape))} ({self.dtype}): "
+                f"{t['params']:,} parameters, {t['macs']:,} MACs = {t['flops']:,} FLOPs, "
+                f"{t['activations']:,} activations per image ({t['activation_bytes'] / 1e6:.2f} MB)\n\n")
+        return head + df.to_markdown(index=False)
+
+    def to_json(self) -> str:
+        return json.dumps({"totals": self.totals(), "layers": [r.as_dict() for r in self.layers]}, indent=1)
+
+    def to_table(self) -> str:
+        """A plain-text table for terminals."""
+        df = self.to_frame()
+        cols = ["layer", "kind", "output", "activations", "params", "MACs", "rf"]
+        return df[cols].to_string(index=False, formatters={
+            c: "{:,}".format for c in ("activations", "params", "MACs")})
+
+
+def _fmt_pair(p) -> str:
+    if p is None:
+        return ""
+    a, b = (_plain(v) for v in p)
+    fa = f"{a:g}" if isinstance(a, float) else str(a)
+    fb = f"{b:g}" if isinstance(b, float) else str(b)
+    return fa if fa == fb else f"{fa}×{fb}"
