@@ -41,6 +41,25 @@ def _register_buffer(self, name, tensor, persistent=True):
     _orig_register_buffer(self, name, tensor, persistent=persistent)
 
 
+_INIT_FUNCS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+               "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+               "sparse_")
+_orig_init = {n: getattr(nn.init, n) for n in _INIT_FUNCS if hasattr(nn.init, n)}
+
+
+def _skip_on_meta(fn):
+    def init(tensor, *args, **kwargs):
+        if _active() and isinstance(tensor, torch.Tensor) and tensor.is_meta:
+            return tensor  # nothing to initialise, and the fan-in arithmetic is not free
+        return fn(tensor, *args, **kwargs)
+
+    init.__wrapped__ = fn
+    return init
+
+
+_patched_init = {n: _skip_on_meta(f) for n, f in _orig_init.items()}
+
+
 class _SkipInit(TorchDispatchMode):
     """Initialisers on meta tensors do nothing but still cost a Python meta kernel each (~1 ms for normal_):
     answer them directly. Other ops go through the shape cache."""
@@ -67,6 +86,8 @@ def meta_init():
         if _users == 0:
             nn.Module.register_parameter = _register_parameter
             nn.Module.register_buffer = _register_buffer
+            for n, f in _patched_init.items():
+                setattr(nn.init, n, f)
         _users += 1
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
@@ -79,6 +100,8 @@ def meta_init():
             if _users == 0:
                 nn.Module.register_parameter = _orig_register_parameter
                 nn.Module.register_buffer = _orig_register_buffer
+                for n, f in _orig_init.items():
+                    setattr(nn.init, n, f)
 
 
 def to_meta_copy(model: nn.Module) -> nn.Module:

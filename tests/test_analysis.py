@@ -272,8 +272,8 @@ def test_impossible_input_names_the_smallest_that_works():
         analyze("vgg16", (3, 16, 16))
     assert "vgg16 cannot take a 3×16×16 input" in str(e.value)
     assert "smallest square input that works is 3×32×32" in str(e.value)
-    with pytest.raises(AnalysisError, match="3×32×32"):
-        analyze("lenet5", (1, 31, 31)) if False else analyze("vgg11", (3, 31, 31))
+    with pytest.raises(AnalysisError, match="smallest square input that works is 1×32×32"):
+        analyze("lenet5", (1, 31, 31))
 
 
 def test_exports_agree_with_the_table(vgg16):
@@ -301,3 +301,8 @@ def test_analysis_leaves_a_shared_model_untouched():
     assert not model._forward_hooks and not model._forward_pre_hooks and "forward" not in model.__dict__
     for k, v in model.state_dict().items():
         assert v.device.type == "cpu" and torch.equal(v, before[k])
+
+
+def test_transformer_at_a_size_it_cannot_take_is_a_sentence():
+    with pytest.raises(AnalysisError, match="vit_b_16 cannot take a 3×240×240 input"):
+        analyze("vit_b_16", (3, 240, 240))

@@ -69,7 +69,7 @@ def test_registry_metadata():
         assert CLASSIC_MODELS[name]["family"] == "ResNet v2"
         assert CLASSIC_MODELS[name]["year"] == 2016
     assert CLASSIC_MODELS["densenet264"]["paper"] == "Densely Connected Convolutional Networks"
-    assert CLASSIC_MODELS["densenet264"]["year"] == 2017
+    assert CLASSIC_MODELS["densenet264"]["year"] == 2016  # as the torchvision DenseNets
     x = CLASSIC_MODELS["mini_xception"]
     assert (x["family"], x["year"], x["input_size"], x["num_classes"]) == ("Xception", 2017, (3, 180, 180), 2)
     assert x["paper"] == "Xception: Deep Learning with Depthwise Separable Convolutions"

@@ -105,7 +105,7 @@ def analyze(model: Union[str, nn.Module], input_shape: Optional[tuple] = None,
             if any(p.is_meta for p in net.parameters()):
                 net = _materialise(net)
             rec = run(net, device)
-    except (RuntimeError, ValueError, IndexError) as e:
+    except (RuntimeError, ValueError, IndexError, AssertionError, TypeError) as e:
         raise _input_error(name, model, input_shape, e, build_kwargs) from None
 
     result = _collect(name, net, rec, input_shape, dtype, notes, device)
@@ -122,15 +122,23 @@ def _needs_real_data(err: Exception) -> bool:
 
 
 def _input_error(name, model, input_shape, err, build_kwargs) -> AnalysisError:
+    from .. import catalog
+
     msg = str(err).splitlines()[0]
+    default = catalog.info(model).input_size if isinstance(model, str) else None
     smallest = None
     if len(input_shape) == 3:
         try:
-            smallest = min_input_size(model, input_shape[0], **build_kwargs)
+            smallest = min_input_size(model, input_shape[0], upper=default[1] if default else 1024, **build_kwargs)
         except Exception:
             smallest = None
-    hint = (f" The smallest square input that works is {input_shape[0]}×{smallest}×{smallest}."
-            if smallest else " Try the model's default input size.")
+    if smallest and smallest > max(input_shape[1:]):
+        hint = f" The smallest square input that works is {input_shape[0]}×{smallest}×{smallest}."
+    elif default:
+        hint = (f" Its default input is {_shape_text(default)}; a fully connected layer or position embeddings "
+                "fix the size some models take.")
+    else:
+        hint = " Try a larger input."
     return AnalysisError(f"{name} cannot take a {_shape_text(input_shape)} input ({msg}).{hint}")
 
 

@@ -329,6 +329,20 @@ def _avg_pool(tr, args, kwargs, out):
     return _window(tr, x, out, kernel, stride, pad, 1)
 
 
+def _pool3d(tr, args, kwargs, out):
+    """3-D pooling over (D, H, W). LocalResponseNorm uses it over channels (D) with a 1×1 spatial window."""
+    x, kernel = args[0], _pair(args[1], 3)
+    stride = _pair(args[2], 3) if len(args) > 2 and args[2] else kernel
+    pad = _pair(args[3], 3) if len(args) > 3 else (0, 0, 0)
+    f = tr.get(x)
+    if f.dims is None or x.dim() != 5 or _has_spatial(f.dims[2]) or _labels(f.dims[3]) not in (("h",), ()) \
+            or _labels(f.dims[4]) not in (("w",), ()):
+        return f.with_(dims=None)
+    h = f.h.conv(kernel[1], stride[1], pad[1], 1)
+    w = f.w.conv(kernel[2], stride[2], pad[2], 1)
+    return Field(_fresh_dims(tuple(out.shape), ("h", "w")), h, w, f.glob)
+
+
 def _adaptive_pool(tr, args, kwargs, out):
     x = args[0]
     f = tr.get(x)
@@ -591,6 +605,7 @@ _HANDLERS = {
     "convolution": _conv, "_convolution": _conv, "convolution_overrideable": _conv,
     "max_pool2d_with_indices": _pool, "max_pool2d": _pool, "max_pool1d": _pool,
     "max_pool1d_with_indices": _pool, "avg_pool2d": _avg_pool, "avg_pool1d": _avg_pool,
+    "avg_pool3d": _pool3d, "max_pool3d_with_indices": _pool3d,
     "_adaptive_avg_pool2d": _adaptive_pool, "adaptive_max_pool2d": _adaptive_pool,
     "adaptive_avg_pool1d": _adaptive_pool, "adaptive_max_pool1d": _adaptive_pool,
     "upsample_nearest2d": _upsample(False), "_upsample_nearest_exact2d": _upsample(False),

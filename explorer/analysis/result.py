@@ -25,8 +25,24 @@ def _plain(v):
     return v
 
 
+class _Costs:
+    """Derived totals shared by a layer row and a stage roll-up."""
+
+    weights: int
+    biases: int
+    macs: int
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
 @dataclasses.dataclass
-class Layer:
+class Layer(_Costs):
     """One row: a leaf layer call (or a module doing work of its own, or the input)."""
 
     name: str  # module path, "input" for the input row; a second call of a module gets " #2"
@@ -48,14 +64,6 @@ class Layer:
     depth: int = 0
 
     @property
-    def params(self) -> int:
-        return self.weights + self.biases
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
     def receptive_field(self):
         """(h, w), or "global" where the whole input can reach this layer's outputs."""
         return GLOBAL if self.is_global else self.rf
@@ -71,7 +79,7 @@ class Layer:
 
 
 @dataclasses.dataclass
-class Stage:
+class Stage(_Costs):
     name: str
     kind: str
     output_shape: Optional[tuple]
@@ -84,14 +92,6 @@ class Stage:
     activations: int  # lecture convention, summed over the stage's rows
     rf: Optional[tuple]
     is_global: bool
-
-    @property
-    def params(self) -> int:
-        return self.weights + self.biases
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
 
 
 @dataclasses.dataclass
@@ -169,19 +169,41 @@ class Analysis:
         return self._module(path)["rf"]
 
     def stage_names(self) -> list:
-        return [s.name for s in self.stages()]
+        return self.stage_paths()
 
-    def stages(self, depth: int = 1) -> list:
-        """Roll-up per named block: rows grouped by the first ``depth`` parts of their module path."""
-        groups: dict[str, list] = {}
+    def stage_paths(self, depth: Optional[int] = None) -> list:
+        """Module paths that make the stages. By default the top-level modules, except that the one
+        Sequential holding the whole trunk (``features`` of EfficientNet, DenseNet, Swin, RegNet's
+        ``trunk_output``) is opened one level; ResNet's layer1..layer4 stay as they are."""
+        paths = [p for p in self.modules if p]
+        children: dict[str, list] = {}
+        for p in paths:
+            parent = p.rsplit(".", 1)[0] if "." in p else ""
+            children.setdefault(parent, []).append(p)
+        if depth is not None:
+            return [p for p in paths if p.count(".") == depth - 1]
+        tops = children.get("", [])
+        trunks = [t for t in tops if sum(1 for c in children.get(t, []) if children.get(c)) >= 3]
+        out = []
+        for top in tops:
+            opened = len(trunks) == 1 and top == trunks[0] and self.modules[top]["kind"] == "Sequential"
+            out.extend(children[top] if opened else [top])
+        return out
+
+    def stages(self, depth: Optional[int] = None) -> list:
+        """Roll-up per stage (see `stage_paths`) or per named block at ``depth`` (1 = top-level modules)."""
+        paths = self.stage_paths(depth)
+        groups: dict[str, list] = {p: [] for p in paths}
         for row in self.layers:
             if row.name == "input":
                 continue
             base = row.name.split(" #")[0]
-            key = ".".join(base.split(".")[:depth]) if base else base
+            key = next((p for p in paths if base == p or base.startswith(p + ".")), base)
             groups.setdefault(key, []).append(row)
         out = []
         for key, rows in groups.items():
+            if not rows:
+                continue
             m = self.modules.get(key, {})
             out.append(Stage(
                 name=key or "(model)", kind=m.get("kind", rows[0].kind),
@@ -207,7 +229,7 @@ class Analysis:
                 "params": r.params if biases else r.weights,
                 "trainable": r.trainable, "frozen": r.frozen,
                 "MACs": r.macs, "FLOPs": r.flops,
-                "rf": _fmt_pair(r.rf), "global": r.is_global, "jump": _fmt_pair(r.jump),
+                "rf": _fmt_rf(r.rf, r.is_global), "global": r.is_global, "jump": _fmt_pair(r.jump),
                 "offset": _fmt_pair(r.offset),
             })
         return pd.DataFrame.from_records(recs)
@@ -246,6 +268,14 @@ class Analysis:
         cols = ["layer", "kind", "output", "activations", "params", "MACs", "rf"]
         return df[cols].to_string(index=False, formatters={
             c: "{:,}".format for c in ("activations", "params", "MACs")})
+
+
+def _fmt_rf(rf, is_global: bool) -> str:
+    """"global (212)": globally connected, with the convolutional-path field in brackets."""
+    local = _fmt_pair(rf)
+    if is_global:
+        return f"global ({local})" if local else "global"
+    return local
 
 
 def _fmt_pair(p) -> str:

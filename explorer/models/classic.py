@@ -551,7 +551,7 @@ CLASSIC_MODELS: dict[str, dict] = {
     ),
     "mobilenet_v1": dict(
         builder=mobilenet_v1,
-        family="MobileNet",
+        family="MobileNet v1",
         year=2017,
         paper="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
         input_size=(3, 224, 224),
@@ -579,7 +579,7 @@ CLASSIC_MODELS: dict[str, dict] = {
     "densenet264": dict(
         builder=densenet264,
         family="DenseNet",
-        year=2017,
+        year=2016,  # as the torchvision DenseNets in the catalog (arXiv 2016, CVPR 2017)
         paper="Densely Connected Convolutional Networks",
         input_size=(3, 224, 224),
         num_classes=1000,

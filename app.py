@@ -1,0 +1,22 @@
+"""CNN Architecture Explorer: the frame. Page config, navigation over app_pages/, the shared sidebar.
+
+Run with `make run` (or `streamlit run app.py`). Pages hold layout only; everything they compute comes from
+`explorer`, and the choice they share (model, input size) lives in `explorer.ui`.
+"""
+import streamlit as st
+
+from explorer import ui
+
+st.set_page_config(page_title="CNN Architecture Explorer", page_icon=":material/layers:", layout="wide")
+
+# Before any page: read the URL on a session's first run, then keep the address bar in step with the choice.
+selection = ui.init_selection()
+ui.sync_query_params(selection)
+
+# The folder is app_pages/, not pages/: a pages/ folder beside app.py puts Streamlit in its old multipage mode,
+# which runs a page without this file. The default page is served at the root URL (/?model=vgg16&input=224).
+page = st.navigation([
+    st.Page("app_pages/layers.py", title="Layers", url_path="layers", default=True, icon=":material/table_rows:"),
+])
+ui.sidebar_summary(selection)
+page.run()

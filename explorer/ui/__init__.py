@@ -1,0 +1,20 @@
+"""The only Streamlit glue in the library: shared state, cached analyses, widgets, formatting, sidebar.
+
+Pages import from here; nothing else under ``explorer`` imports streamlit.
+"""
+from .format import fmt_bytes, fmt_count, fmt_int, fmt_num, fmt_pair, fmt_rf, fmt_shape, md_escape
+from .lecture_notes import slide_notes
+from .sidebar import sidebar_summary
+from .state import (DEFAULT_MODEL, DTYPES, MAX_SIDE, MIN_SIDE, Selection, cached_analysis, current_selection,
+                    init_selection, parse_query, query_params_for, set_selection, sync_query_params)
+from .tables import LAYER_EXTRAS, LAYER_EXTRAS_DEFAULT, layer_table, stage_frame, stage_table
+from .widgets import dtype_picker, model_label, model_picker, side_input, input_fix_buttons
+
+__all__ = [
+    "fmt_bytes", "fmt_count", "fmt_int", "fmt_num", "fmt_pair", "fmt_rf", "fmt_shape", "md_escape",
+    "slide_notes", "sidebar_summary",
+    "DEFAULT_MODEL", "DTYPES", "MAX_SIDE", "MIN_SIDE", "Selection", "cached_analysis", "current_selection",
+    "init_selection", "parse_query", "query_params_for", "set_selection", "sync_query_params",
+    "LAYER_EXTRAS", "LAYER_EXTRAS_DEFAULT", "layer_table", "stage_frame", "stage_table",
+    "dtype_picker", "model_label", "model_picker", "side_input", "input_fix_buttons",
+]

@@ -1,0 +1,83 @@
+"""How numbers read on screen: thousands separators, decimal MB/GB, shapes as 64×224×224.
+
+Pure functions (no streamlit), so pages, the sidebar and tests format every figure the same way.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from numbers import Number
+from typing import Optional
+
+__all__ = ["fmt_int", "fmt_bytes", "fmt_count", "fmt_shape", "fmt_pair", "fmt_rf", "fmt_num", "md_escape"]
+
+# Characters Streamlit's Markdown would read as formatting ($ starts LaTeX, _ and * emphasis, ...).
+_MD_SPECIAL = set("\\`*_{}[]<>#|~$")
+
+
+def fmt_int(n: Optional[int]) -> str:
+    """138357544 -> "138,357,544" (always a comma, whatever the server's locale)."""
+    return "—" if n is None else f"{int(n):,}"
+
+
+def fmt_bytes(n: Optional[int]) -> str:
+    """Bytes in decimal units (1 MB = 10⁶ bytes), as the slides count: 60950432 -> "60.95 MB"."""
+    if n is None:
+        return "—"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{int(n):,} B"
+
+
+def fmt_count(n: Optional[int], unit: str = "") -> str:
+    """A big count in G / M / K with two decimals: 15470264320 -> "15.47 G" (the exact figure goes beside it)."""
+    if n is None:
+        return "—"
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        # Keep G down to 0.1 G so model-zoo figures read like torchvision's GMACs (efficientnet_b0: 0.39 G);
+        # below that two decimals of G say too little, so M takes over (mobilenet_v3_small: 56.52 M).
+        if n >= scale * (0.1 if prefix == "G" else 1):
+            return f"{n / scale:,.2f} {prefix}{unit}"
+    return f"{int(n):,} {unit}".rstrip()
+
+
+def fmt_num(v) -> str:
+    """A scalar without float noise or Fraction reprs: Fraction(31, 2) -> "15.5", 32.0 -> "32"."""
+    if isinstance(v, Fraction):
+        v = float(v)
+    if isinstance(v, float):
+        return f"{v:,.6g}" if abs(v) < 1e6 else f"{v:,.0f}"
+    if isinstance(v, Number):
+        return f"{int(v):,}"
+    return str(v)
+
+
+def fmt_shape(shape) -> str:
+    """(64, 224, 224) -> "64×224×224"; None (a layer that did not run) -> ""."""
+    if shape is None:
+        return ""
+    if isinstance(shape, (int, Number)):
+        return str(shape)
+    return "×".join(str(int(s)) for s in shape)
+
+
+def fmt_pair(pair) -> str:
+    """An (h, w) pair, once when both axes agree: (212, 212) -> "212", (7, 3) -> "7×3"."""
+    if pair is None:
+        return ""
+    a, b = (fmt_num(v) for v in pair)
+    return a if a == b else f"{a}×{b}"
+
+
+def fmt_rf(rf, is_global: bool) -> str:
+    """Receptive field: "global (212)" keeps the convolutional-path field beside "global"."""
+    local = fmt_pair(rf)
+    if is_global:
+        return f"global ({local})" if local else "global"
+    return local
+
+
+def md_escape(text: str) -> str:
+    """Text from the library (notes, error sentences, paper titles) shown literally inside st.markdown / st.info:
+    an op name like "aten._foo_bar_" or a price-like "$" must not turn into italics or LaTeX."""
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in str(text))

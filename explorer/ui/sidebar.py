@@ -1,0 +1,25 @@
+"""The shared sidebar: the current architecture at a glance, on every page."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ..analysis import AnalysisError
+from .format import fmt_count, fmt_int, fmt_shape, md_escape
+from .state import Selection
+
+__all__ = ["sidebar_summary"]
+
+
+def sidebar_summary(sel: Selection) -> None:
+    mi = sel.info
+    with st.sidebar:
+        st.caption("On screen")
+        st.markdown(f"**{md_escape(sel.model)}** · {md_escape(mi.family)} ({mi.year})  \n"
+                    f"Input {fmt_shape(sel.shape)} · {sel.dtype}")
+        try:
+            a = sel.analysis()
+        except AnalysisError:
+            st.caption("This input does not fit the model; the page says what to change.")
+            return
+        st.markdown(f"Parameters **{fmt_int(a.params)}**  \n"
+                    f"MACs **{fmt_count(a.macs)}** · FLOPs **{fmt_count(a.flops)}**")

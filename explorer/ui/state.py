@@ -1,0 +1,137 @@
+"""What every page shares: the chosen architecture (session + URL) and the cached analysis of it.
+
+The choice lives in ``st.session_state`` under keys of its own (not widget keys, which Streamlit drops when a
+page without that widget runs), is read from the URL once per session and written back to it on every run, so a
+reload or a shared link (``?model=vgg16&input=224``) shows the same architecture.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import streamlit as st
+import torch
+
+from .. import analyze, catalog
+from ..analysis import Analysis, AnalysisError
+from .format import md_escape
+
+__all__ = ["DEFAULT_MODEL", "DTYPES", "MIN_SIDE", "MAX_SIDE", "Selection", "cached_analysis", "parse_query",
+           "init_selection", "current_selection", "set_selection", "sync_query_params", "query_params_for"]
+
+DEFAULT_MODEL = "resnet50"
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MIN_SIDE, MAX_SIDE = 1, 4096  # meta-device analysis is cheap, but the number box needs bounds
+
+# Session-state keys of the shared choice (prefixed so they never collide with a page's widget keys).
+_MODEL, _SIDE, _DTYPE, _URL_READ = "sel.model", "sel.side", "sel.dtype", "sel.url_read"
+
+
+@st.cache_data(show_spinner="Tracing the architecture on the meta device…", max_entries=256)
+def cached_analysis(name: str, c: int, h: int, w: int, dtype_name: str = "float32") -> Analysis:
+    """``analyze`` once per (model, input, dtype) for all sessions; errors are raised, never cached."""
+    if dtype_name not in DTYPES:
+        raise AnalysisError(f"Unknown dtype '{dtype_name}'; choose one of {', '.join(DTYPES)}.")
+    try:
+        return analyze(name, (c, h, w), dtype=DTYPES[dtype_name])
+    except AssertionError as e:
+        # torchvision's ViT checks its input size with an assert, which analyze() does not turn into an
+        # AnalysisError (yet); a person asked for this size, so they get a sentence, not a traceback.
+        dc, dh, dw = catalog.info(name).input_size
+        raise AnalysisError(f"{name} cannot take a {c}×{h}×{w} input ({e}). Its default input is "
+                            f"{dc}×{dh}×{dw}.") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The architecture on screen: a catalog model at a square input side, in one dtype."""
+
+    model: str
+    side: int
+    dtype: str = "float32"
+
+    @property
+    def info(self) -> catalog.ModelInfo:
+        return catalog.info(self.model)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        # Channels are the model's own (LeNet takes 1); only the spatial size is the user's to choose.
+        return (self.info.input_size[0], self.side, self.side)
+
+    @property
+    def is_default_size(self) -> bool:
+        return self.shape == tuple(self.info.input_size)
+
+    def analysis(self) -> Analysis:
+        """The cached analysis; raises AnalysisError (with a sentence to show) for an impossible input."""
+        return cached_analysis(self.model, *self.shape, self.dtype)
+
+
+def default_side(model: str) -> int:
+    return int(catalog.info(model).input_size[-1])
+
+
+def parse_query(params: Mapping[str, str]) -> tuple[Selection, list[str]]:
+    """Selection from URL parameters, plus one sentence per value that could not be used.
+
+    A missing or unknown model falls back to resnet50 at its default size; a bad ``input`` keeps the model and
+    uses its default size. Whether the model can take a valid size is the analysis' business, not the URL's.
+    """
+    errors: list[str] = []
+    raw_model = (params.get("model") or "").strip()
+    model = raw_model.lower() or DEFAULT_MODEL
+    try:
+        catalog.info(model)
+    except catalog.UnknownModelError as e:
+        errors.append(f"The link asks for model '{raw_model}': {e} Showing {DEFAULT_MODEL} at its default "
+                      "size instead.")
+        return Selection(DEFAULT_MODEL, default_side(DEFAULT_MODEL)), errors
+
+    side = default_side(model)
+    raw_side = (params.get("input") or "").strip()
+    if raw_side:
+        try:
+            value = int(raw_side)
+        except ValueError:
+            errors.append(f"The link's input size '{raw_side}' is not a whole number of pixels (write e.g. "
+                          f"input=224); showing {model} at its default {side} px instead.")
+        else:
+            if MIN_SIDE <= value <= MAX_SIDE:
+                side = value
+            else:
+                errors.append(f"The link's input size {value} px is outside {MIN_SIDE}–{MAX_SIDE} px; showing "
+                              f"{model} at its default {side} px instead.")
+    return Selection(model, side), errors
+
+
+def query_params_for(sel: Selection) -> dict[str, str]:
+    return {"model": sel.model, "input": str(sel.side)}
+
+
+def init_selection() -> Selection:
+    """Call once per run, before the pages: on a session's first run, read the URL (showing what was wrong)."""
+    if not st.session_state.get(_URL_READ):
+        sel, errors = parse_query({k: st.query_params.get(k) for k in ("model", "input")})
+        for msg in errors:
+            st.error(md_escape(msg), icon=":material/link_off:")  # it quotes the link: show it literally
+        set_selection(sel)
+        st.session_state[_URL_READ] = True
+    return current_selection()
+
+
+def current_selection() -> Selection:
+    if _MODEL not in st.session_state:  # a page run without app.py (never in the app; cheap to be safe)
+        st.session_state[_MODEL], st.session_state[_SIDE] = DEFAULT_MODEL, default_side(DEFAULT_MODEL)
+    return Selection(st.session_state[_MODEL], st.session_state[_SIDE], st.session_state.get(_DTYPE, "float32"))
+
+
+def set_selection(sel: Selection) -> None:
+    st.session_state[_MODEL], st.session_state[_SIDE], st.session_state[_DTYPE] = sel.model, sel.side, sel.dtype
+
+
+def sync_query_params(sel: Selection) -> None:
+    """Write the choice into the address bar (only what changed, leaving any other parameters alone)."""
+    for key, value in query_params_for(sel).items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value

@@ -1,0 +1,148 @@
+"""The running app in headless Chromium: a shared link shows the lecture's numbers and survives a reload.
+
+Starts `streamlit run app.py` on a free port, drives Debian's /usr/bin/chromium with Playwright (it cannot
+download its own browser here), and saves full-page screenshots to tests/artifacts/ for a person to look at.
+"""
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+STARTUP_S = 90  # importing torch on a cold machine is the slow part
+WIDTH = 1400  # a desktop / projector width
+
+if not CHROMIUM.exists():
+    pytest.skip("/usr/bin/chromium is missing: install Debian's chromium (`make browser` or "
+                "`apt-get install -y chromium`) to run the browser tests", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    port = _free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS / "streamlit-server.log", "w")
+    # sys.executable is the venv's python under `make test`, so the server sees the same packages as the tests.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"streamlit exited with {server.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer /_stcore/health within {STARTUP_S} s; see {log.name}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": WIDTH, "height": 900}, locale="en-US")
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+
+
+def wait_until_idle(pg) -> None:
+    """Until Streamlit has finished the run (its "Running…" status widget is gone)."""
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
+
+
+def metric(pg, value: str):
+    # .first: total and trainable parameters show the same number
+    return pg.get_by_test_id("stMetricValue").filter(has_text=value).first
+
+
+def model_box(pg):
+    return pg.get_by_role("combobox", name="Model")
+
+
+def full_page_screenshot(pg, name: str) -> Path:
+    """The whole page: Streamlit scrolls inside its own container, so grow the viewport to the content first."""
+    height = pg.evaluate("""() => {
+        const main = document.querySelector('[data-testid="stMain"]') || document.body;
+        return Math.max(main.scrollHeight, document.body.scrollHeight);
+    }""")
+    pg.set_viewport_size({"width": WIDTH, "height": min(max(int(height), 900), 12000)})
+    pg.wait_for_timeout(500)  # let the tables re-layout at the new size
+    path = ARTIFACTS / name
+    pg.screenshot(path=str(path), full_page=True)
+    pg.set_viewport_size({"width": WIDTH, "height": 900})
+    return path
+
+
+def test_shared_link_shows_vgg16_and_survives_reload(app_url, page):
+    # The Layers page is the default page, which Streamlit serves at the app's root URL.
+    page.goto(f"{app_url}/?model=vgg16&input=224")
+    sync_api.expect(metric(page, "138,357,544")).to_be_visible(timeout=60_000)
+    sync_api.expect(metric(page, "15,237,608")).to_be_visible()
+    sync_api.expect(model_box(page)).to_have_value("vgg16 — VGG (2014)")
+    sync_api.expect(page.get_by_text("24M × 4 bytes ≈ 96 MB", exact=False)).to_be_visible()
+    wait_until_idle(page)
+    assert page.get_by_test_id("stException").count() == 0
+    full_page_screenshot(page, "layers_vgg16.png")
+
+    page.reload()
+    sync_api.expect(metric(page, "138,357,544")).to_be_visible(timeout=60_000)
+    sync_api.expect(model_box(page)).to_have_value("vgg16 — VGG (2014)")
+    sync_api.expect(page.get_by_test_id("stNumberInput").first.locator("input")).to_have_value("224")
+    assert "model=vgg16" in page.url and "input=224" in page.url
+    wait_until_idle(page)
+    full_page_screenshot(page, "layers_vgg16_reloaded.png")
+
+
+def test_impossible_input_shows_a_sentence_not_a_traceback(app_url, page):
+    page.goto(f"{app_url}/?model=vgg16&input=16")
+    error = page.get_by_test_id("stAlertContentError")
+    sync_api.expect(error).to_contain_text("cannot take a 3×16×16 input", timeout=60_000)
+    sync_api.expect(model_box(page)).to_have_value("vgg16 — VGG (2014)")
+    wait_until_idle(page)
+    assert page.get_by_test_id("stException").count() == 0
+    assert "Traceback" not in page.inner_text("body")
+    full_page_screenshot(page, "layers_vgg16_16px_error.png")
