@@ -137,28 +137,31 @@ def _torchvision_info(name: str) -> ModelInfo:
     )
 
 
-def _classic_info(name: str, entry: dict) -> ModelInfo:
+def _own_info(name: str, entry: dict, source: str) -> ModelInfo:
     return ModelInfo(
         name=name, family=entry["family"], year=entry["year"], paper=entry["paper"],
         description=entry["description"], input_size=tuple(entry["input_size"]),
-        num_classes=entry["num_classes"], source="classic",
+        num_classes=entry["num_classes"], source=source,
     )
 
 
 @lru_cache(maxsize=1)
 def _registry() -> dict[str, tuple[ModelInfo, Callable[..., nn.Module]]]:
     from .models.classic import CLASSIC_MODELS
+    from .models.segmentation import SEGMENTATION_MODELS
 
     reg = {}
     for name in torchvision.models.list_models(module=torchvision.models):
         reg[name] = (_torchvision_info(name), torchvision.models.get_model_builder(name))
-    for name, entry in CLASSIC_MODELS.items():
-        reg[name] = (_classic_info(name, entry), entry["builder"])
+    for source, models in (("classic", CLASSIC_MODELS), ("segmentation", SEGMENTATION_MODELS)):
+        for name, entry in models.items():
+            reg[name] = (_own_info(name, entry, source), entry["builder"])
     return reg
 
 
 def names(source: str | None = None) -> list[str]:
-    """Every registered architecture name (optionally only "torchvision" or "classic"), sorted."""
+    """Every registered architecture name (optionally only "torchvision", "classic" or "segmentation": the
+    homework's complete encoder–decoders), sorted."""
     return sorted(n for n, (i, _) in _registry().items() if source in (None, i.source))
 
 

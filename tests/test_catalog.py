@@ -13,7 +13,8 @@ CLASSIC = ["densenet264", "lenet5", "mini_xception", "mobilenet_v1", "preact_res
 def test_names():
     assert len(catalog.names("torchvision")) == 80
     assert catalog.names("classic") == CLASSIC
-    assert len(catalog.names()) == 87
+    assert catalog.names("segmentation") == ["seg_encoder_decoder", "seg_pool_unpool", "seg_unet"]
+    assert len(catalog.names()) == 90
 
 
 def test_metadata_of_resnet50():

@@ -98,7 +98,8 @@ def analyze(model: Union[str, nn.Module], input_shape: Optional[tuple] = None,
                 # An op without a meta kernel: fall back to one small real forward on the CPU.
                 notes.append(f"An op could not run on the meta device ({str(e).splitlines()[0][:120]}); "
                              "the figures come from one real forward on the CPU instead.")
-                net = _materialise(net)
+                # A fresh copy: the failed meta run may have left caches on modules (RoI poolers do).
+                net = _materialise(_prepare(model, build_kwargs)[1].to(dtype).eval())
                 device = "cpu"
                 rec = run(net, "cpu")
         else:
@@ -176,6 +177,13 @@ def _field_values(f: Optional[Field]):
     return ((f.h.r, f.w.r), (f.h.j, f.w.j), (f.h.centre, f.w.centre), (-f.h.s, -f.w.s), f.glob)
 
 
+def _is_nchw(f: Optional[Field], shape) -> bool:
+    """Is this output a feature map laid out (N, C, H, W)? Transformers' (N, H, W, C) or token maps are not."""
+    from .receptive_field import _spatial_axes
+
+    return f is not None and shape is not None and len(shape) == 4 and _spatial_axes(f, 4) == ("h", "w")
+
+
 def _is_bias(param_name: str) -> bool:
     return param_name.rsplit(".", 1)[-1].endswith("bias")
 
@@ -220,7 +228,12 @@ def _collect(name, net, rec: Recorder, input_shape, dtype, notes, device) -> Ana
         items = owned.get(call.path, []) if first else []
         rf, jump, offset, pad, glob = _field_values(call.field)
         modules[call.path] = {"kind": type(m).__name__, "output_shape": _nobatch(call.output_shape),
-                              "rf": rf, "jump": jump, "offset": offset, "is_global": glob}
+                              "rf": rf, "jump": jump, "offset": offset, "is_global": glob,
+                              "nchw": _is_nchw(call.field, call.output_shape)}
+        if call.levels:
+            modules[call.path]["levels"] = [
+                dict(zip(("name", "output_shape", "rf", "jump", "offset", "padding", "is_global"),
+                         (key, _nobatch(shape)) + _field_values(f))) for key, shape, f in call.levels]
         if not (leaf or call.macs or items):
             continue
         w, b, tr, fr = param_split(items)

@@ -45,11 +45,12 @@ class Axis:
         return Axis(_num(self.r + (ke - 1) * self.j), _num(self.j * stride), _num(self.s - pad * self.j))
 
     def transposed(self, k, stride, pad, dil):
-        # Output unit o reads inputs i with i*stride - pad + t*dil = o: about ceil(k'/stride) of them.
+        # Output unit o reads input units i with i*stride - pad + t*dil = o for some tap t: for unit 0 that is
+        # i from ceil((pad - (k'-1)) / stride) to floor(pad / stride). Neighbouring units step by j / stride.
         ke = dil * (k - 1) + 1
-        span = -(-ke // stride)
-        j = Fraction(self.j) / stride
-        return Axis(_num(self.r + (span - 1) * self.j), _num(j), _num(self.s - Fraction(ke - 1 - pad, stride) * self.j))
+        lo = -((ke - 1 - pad) // stride)
+        hi = pad // stride
+        return Axis(_num(self.r + (hi - lo) * self.j), _num(Fraction(self.j) / stride), _num(self.s + lo * self.j))
 
     def resample(self, scale, extra_units=0, shift=0):
         """Upsampling by ``scale``: the jump divides; bilinear reads one more input unit."""
@@ -610,7 +611,7 @@ _HANDLERS = {
     "adaptive_avg_pool1d": _adaptive_pool, "adaptive_max_pool1d": _adaptive_pool,
     "upsample_nearest2d": _upsample(False), "_upsample_nearest_exact2d": _upsample(False),
     "upsample_bilinear2d": _upsample(True), "_upsample_bilinear2d_aa": _upsample(True),
-    "upsample_bicubic2d": _upsample(True),
+    "upsample_bicubic2d": _upsample(True), "max_unpool2d": _upsample(False),
     "mean": _reduce, "sum": _reduce, "amax": _reduce, "amin": _reduce, "max": _reduce, "std": _reduce,
     "var": _reduce, "var_mean": _reduce, "logsumexp": _reduce,
     "permute": _permute, "transpose": _transpose, "t": _transpose,

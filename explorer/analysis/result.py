@@ -168,6 +168,15 @@ class Analysis:
         """The convolutional-path field at ``path``, kept even where the field is global."""
         return self._module(path)["rf"]
 
+    def output_levels(self, path: str = "") -> list:
+        """Per output level of a module that returns several maps (an FPN neck, a detection head, the model):
+        dicts with name, output_shape, rf, jump, offset, is_global. One entry for a single-tensor output."""
+        m = self._module(path)
+        if "levels" in m:
+            return m["levels"]
+        return [dict(name=path or "output", output_shape=m["output_shape"], rf=m["rf"], jump=m["jump"],
+                     offset=m["offset"], is_global=m["is_global"])]
+
     def stage_names(self) -> list:
         return self.stage_paths()
 
@@ -198,7 +207,9 @@ class Analysis:
             if row.name == "input":
                 continue
             base = row.name.split(" #")[0]
-            key = next((p for p in paths if base == p or base.startswith(p + ".")), base)
+            # Rows outside every stage (parts a parent calls piece by piece, like an R-CNN head) group under
+            # their top-level name.
+            key = next((p for p in paths if base == p or base.startswith(p + ".")), base.split(".")[0])
             groups.setdefault(key, []).append(row)
         out = []
         for key, rows in groups.items():

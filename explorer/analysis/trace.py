@@ -32,7 +32,8 @@ _NO_MACS |= {
     "slice_scatter", "copy", "rand", "randn", "normal", "uniform", "_unsafe_view", "sym_size", "sym_numel",
     "lift_fresh_copy", "clamp_", "floor_divide", "remainder", "unsqueeze_", "squeeze_", "mean", "sum",
     "_safe_softmax", "as_strided_", "linalg_vector_norm", "zeros_like", "empty_like", "ones_like", "full_like",
-    "zero_", "fill_", "normal_", "uniform_",
+    "zero_", "fill_", "normal_", "uniform_", "nonzero", "_unique2", "bitwise_and", "bitwise_or", "log2",
+    "clamp_max", "floor", "where", "exp_", "sigmoid_",
 }
 
 
@@ -50,6 +51,7 @@ class Call:
     input_shape: Optional[tuple] = None
     output_shape: Optional[tuple] = None
     field: Optional[Field] = None
+    levels: Optional[list] = None  # (key, shape, field) per tensor of a dict / list output (FPN levels, ...)
     order: int = -1
 
 
@@ -102,6 +104,10 @@ class Recorder(TorchDispatchMode):
         if out is not None:
             call.output_shape = tuple(out.shape)
             call.field = self.tracker.get(out)
+        if isinstance(output, (dict, list, tuple)) and not isinstance(output, torch.Tensor):
+            items = output.items() if isinstance(output, dict) else enumerate(output)
+            call.levels = [(str(k), tuple(v.shape), self.tracker.get(v)) for k, v in items
+                           if isinstance(v, torch.Tensor)]
         call.order = len(self.calls)
         self.calls.append(call)
 

@@ -22,6 +22,10 @@ import torch
 from torch import nn
 from torchvision.models import DenseNet
 
+from explorer.blocks.conv import ConvBNReLU, SeparableConv2d
+from explorer.blocks.mobile import DepthwiseSeparable
+from explorer.blocks.residual import PreActBlock
+
 __all__ = [
     "CLASSIC_MODELS",
     "ConvBNReLU",
@@ -50,115 +54,31 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 
 
-class ConvBNReLU(nn.Sequential):
-    """Conv2d → BatchNorm2d → ReLU with named children ``conv``, ``bn``, ``relu``.
-
-    ``bias`` defaults to False because the BN shift makes a conv bias redundant.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        padding: int | None = None,
-        groups: int = 1,
-        bias: bool = False,
-    ) -> None:
-        if padding is None:
-            padding = kernel_size // 2  # "same" for odd kernels at stride 1
-        super().__init__(
-            OrderedDict(
-                conv=nn.Conv2d(
-                    in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=bias
-                ),
-                bn=nn.BatchNorm2d(out_channels),
-                relu=nn.ReLU(),
-            )
-        )
+# ConvBNReLU and SeparableConv2d live in explorer.blocks now; they are re-exported here under the same names.
 
 
-class SeparableConv2d(nn.Module):
-    """Depthwise separable convolution, as Keras's ``SeparableConv2D`` (depth multiplier 1).
-
-    A depthwise ``k×k`` conv with ``groups=in_channels`` (one filter per input channel, no bias)
-    followed by a pointwise ``1×1`` conv that mixes channels (with bias, as in Keras).
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        padding: int | None = None,
-        bias: bool = True,
-    ) -> None:
-        super().__init__()
-        if padding is None:
-            padding = kernel_size // 2
-        self.depthwise = nn.Conv2d(
-            in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=False
-        )
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise(self.depthwise(x))
-
-
-class DepthwiseSeparableConv(nn.Sequential):
+class DepthwiseSeparableConv(DepthwiseSeparable):
     """MobileNet v1 block: depthwise 3×3 + BN + ReLU, then pointwise 1×1 + BN + ReLU (Fig. 3 of the paper).
 
-    The stride sits on the depthwise conv, as in the paper's Table 1.
+    :class:`explorer.blocks.DepthwiseSeparable` under the name this module has always used (it also names
+    the layer kind in the analysis tables). The stride sits on the depthwise conv, as in the paper's Table 1.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
-        super().__init__(
-            OrderedDict(
-                dw_conv=nn.Conv2d(
-                    in_channels, in_channels, 3, stride, 1, groups=in_channels, bias=False
-                ),
-                dw_bn=nn.BatchNorm2d(in_channels),
-                dw_relu=nn.ReLU(),
-                pw_conv=nn.Conv2d(in_channels, out_channels, 1, bias=False),
-                pw_bn=nn.BatchNorm2d(out_channels),
-                pw_relu=nn.ReLU(),
-            )
-        )
 
-
-class PreActBasicBlock(nn.Module):
+class PreActBasicBlock(PreActBlock):
     """Pre-activation basic block (ResNet v2): BN → ReLU → conv3×3 → BN → ReLU → conv3×3, plus shortcut.
 
-    The addition is *not* followed by a ReLU, so the identity path stays clean (the point of the paper).
-    When the shape changes, the 1×1 projection shortcut (``downsample``) is applied to the
-    pre-activated input, as in the paper. ``preact=False`` drops the leading BN-ReLU; it is used for the
-    first block, whose input already went through the stem's BN-ReLU.
+    :class:`explorer.blocks.PreActBlock` with torchvision's ``(in_planes, planes)`` signature for
+    :class:`PreActResNet`. The addition is *not* followed by a ReLU, so the identity path stays clean. When
+    the shape changes, the 1×1 projection shortcut (``downsample``) is applied to the pre-activated input, as
+    in the paper. ``preact=False`` drops the leading BN-ReLU; it is used for the first block, whose input
+    already went through the stem's BN-ReLU.
     """
 
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, preact: bool = True) -> None:
-        super().__init__()
-        out_planes = planes * self.expansion
-        self.bn1: nn.Module = nn.BatchNorm2d(in_planes) if preact else nn.Identity()
-        self.relu1: nn.Module = nn.ReLU() if preact else nn.Identity()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu2 = nn.ReLU()
-        self.conv2 = nn.Conv2d(planes, out_planes, 3, 1, 1, bias=False)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or in_planes != out_planes:
-            self.downsample = nn.Conv2d(in_planes, out_planes, 1, stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu1(self.bn1(x))
-        # Structural branch (fixed at construction), not data-dependent: fine on meta tensors.
-        shortcut = x if self.downsample is None else self.downsample(out)
-        out = self.conv1(out)
-        out = self.conv2(self.relu2(self.bn2(out)))
-        return out + shortcut
+        super().__init__(in_planes, planes * self.expansion, stride, preact)
 
 
 class PreActBottleneck(nn.Module):

@@ -1,0 +1,119 @@
+"""A backbone assembled from the lecture blocks, stage by stage."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from numbers import Integral
+
+import torch
+from torch import nn
+
+from .conv import ConvBNReLU
+from .factory import BLOCK_KINDS, MIN_WIDTH, make_stage
+
+__all__ = ["CustomBackbone", "MAX_STAGES", "STAGE_KEYS"]
+
+MAX_STAGES = 64  # the app refuses bigger stacks
+STAGE_KEYS = ("block", "repeats", "width", "stride")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _validate(stages) -> list[dict]:
+    """Normalised copies of the stage dicts; ValueError with one sentence naming the stage otherwise."""
+    if isinstance(stages, (str, bytes, Mapping)) or not isinstance(stages, Sequence):
+        raise ValueError(
+            f"The stages must be a list of dicts with keys {', '.join(STAGE_KEYS)}; got {type(stages).__name__}."
+        )
+    if not stages:
+        raise ValueError(
+            'The backbone needs at least one stage; add one such as {"block": "residual", "repeats": 2, '
+            '"width": 64, "stride": 2}.'
+        )
+    if len(stages) > MAX_STAGES:
+        raise ValueError(f"The backbone has {len(stages)} stages; remove stages to keep at most {MAX_STAGES}.")
+    out = []
+    for i, stage in enumerate(stages, 1):
+        name = f"stage{i}"
+        if dataclasses.is_dataclass(stage) and not isinstance(stage, type):
+            stage = dataclasses.asdict(stage)  # e.g. the app's StageSpec
+        if not isinstance(stage, Mapping):
+            raise ValueError(
+                f"{name} must be a dict with keys {', '.join(STAGE_KEYS)}; got {type(stage).__name__}."
+            )
+        extra = [k for k in stage if k not in STAGE_KEYS]
+        if extra:
+            raise ValueError(f"{name} has unknown key {extra[0]!r}; use only {', '.join(STAGE_KEYS)}.")
+        missing = [k for k in STAGE_KEYS if k not in stage]
+        if missing:
+            raise ValueError(f"{name} is missing {missing[0]!r}; give every stage {', '.join(STAGE_KEYS)}.")
+        kind, repeats, width, stride = (stage[k] for k in STAGE_KEYS)
+        if kind not in BLOCK_KINDS:
+            raise ValueError(f"{name} has unknown block kind {kind!r}; choose one of {', '.join(BLOCK_KINDS)}.")
+        if not _whole(repeats) or repeats < 1:
+            raise ValueError(f"{name} has repeats={repeats!r}; set repeats to a whole number of at least 1.")
+        min_width = MIN_WIDTH[kind]
+        if not _whole(width) or width < min_width:
+            why = " (one channel per inception branch)" if min_width > 1 else ""
+            raise ValueError(f"{name} has width={width!r}; set width to a whole number of at least {min_width}{why}.")
+        if not _whole(stride) or stride not in (1, 2):
+            raise ValueError(f"{name} has stride={stride!r}; set stride to 1 or 2.")
+        out.append(dict(block=kind, repeats=int(repeats), width=int(width), stride=int(stride)))
+    return out
+
+
+class CustomBackbone(nn.Module):
+    """A feature extractor built from ``stages`` of lecture blocks (see :func:`explorer.blocks.make_block`).
+
+    ``stages`` is a list of ``{"block": kind, "repeats": n, "width": channels, "stride": 1 | 2}`` (dicts or
+    dataclass instances with those fields). Layout: a stem ``ConvBNReLU(in_channels, stages[0]["width"] // 2
+    or 32, 3×3, stride 2)`` named ``stem``, then ``stage1``, ``stage2``, … each from :func:`make_stage` (the
+    first block of a stage takes its stride and channel change).
+
+    ``forward(x)`` returns an ``OrderedDict`` of every stage's output keyed ``"stem"``, ``"stage1"``, … so a
+    neck can pick any of them. Attributes fixed at construction:
+
+    * ``stage_names``: ``["stem", "stage1", …]``
+    * ``stage_channels``: name → output channels
+    * ``stage_strides``: name → cumulative stride relative to the input (the stem's is 2)
+
+    Raises ``ValueError`` with one sentence naming the stage and what to change for an unknown block kind,
+    repeats < 1, width < 1 (< 4 for inception), a stride other than 1 or 2, or more than 64 stages.
+    """
+
+    def __init__(self, stages: Sequence[Mapping], in_channels: int = 3) -> None:
+        super().__init__()
+        if not _whole(in_channels) or in_channels < 1:
+            raise ValueError(f"in_channels must be a whole number of at least 1; got {in_channels!r}.")
+        stages = _validate(stages)
+        stem_width = stages[0]["width"] // 2 or 32
+        self.stem = ConvBNReLU(in_channels, stem_width, 3, stride=2)
+        self.stage_names: list[str] = ["stem"]
+        self.stage_channels: dict[str, int] = {"stem": stem_width}
+        self.stage_strides: dict[str, int] = {"stem": 2}
+        channels, total_stride = stem_width, 2
+        for i, st in enumerate(stages, 1):
+            name = f"stage{i}"
+            self.add_module(name, make_stage(st["block"], channels, st["width"], st["repeats"], st["stride"]))
+            channels, total_stride = st["width"], total_stride * st["stride"]
+            self.stage_names.append(name)
+            self.stage_channels[name] = channels
+            self.stage_strides[name] = total_stride
+
+        # torchvision-style init (a no-op cost on meta tensors).
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        for name in self.stage_names:
+            x = self._modules[name](x)
+            out[name] = x
+        return out

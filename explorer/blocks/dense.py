@@ -1,0 +1,78 @@
+"""DenseNet's dense block (BN-ReLU-1×1-BN-ReLU-3×3 layers, concatenated) and transition layer."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+__all__ = ["DenseBlock", "DenseLayer", "Transition"]
+
+
+class DenseLayer(nn.Sequential):
+    """One DenseNet-BC layer: BN → ReLU → 1×1 conv (``bn_size·growth``) → BN → ReLU → 3×3 conv (``growth``).
+
+    Huang et al., "Densely Connected Convolutional Networks" (2016). Named as torchvision's ``_DenseLayer``
+    (``norm1``, ``relu1``, ``conv1``, ``norm2``, ``relu2``, ``conv2``); dropout and memory-efficient
+    checkpointing are left out. Returns only the ``growth_rate`` new channels; :class:`DenseBlock` concatenates.
+    """
+
+    def __init__(self, in_channels: int, growth_rate: int, bn_size: int = 4) -> None:
+        inter = bn_size * growth_rate
+        super().__init__(
+            OrderedDict(
+                norm1=nn.BatchNorm2d(in_channels),
+                relu1=nn.ReLU(),
+                conv1=nn.Conv2d(in_channels, inter, 1, bias=False),
+                norm2=nn.BatchNorm2d(inter),
+                relu2=nn.ReLU(),
+                conv2=nn.Conv2d(inter, growth_rate, 3, padding=1, bias=False),
+            )
+        )
+
+
+class DenseBlock(nn.Module):
+    """Dense block: each layer receives the concatenation of the block input and all earlier layers' outputs.
+
+    Huang et al., "Densely Connected Convolutional Networks" (2016). Layer ``i`` (0-based) sees
+    ``in_channels + i·growth_rate`` channels; the block returns all of them concatenated:
+    ``out_channels = in_channels + num_layers·growth_rate`` (``self.out_channels``). Layers are
+    ``denselayer1`` … as in torchvision, so ``DenseBlock(64, 6, 32)`` matches ``densenet121``'s
+    ``denseblock1`` parameter for parameter.
+    """
+
+    def __init__(self, in_channels: int, num_layers: int, growth_rate: int, bn_size: int = 4) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"A dense block needs at least one layer; got num_layers={num_layers}.")
+        for i in range(num_layers):
+            self.add_module(f"denselayer{i + 1}", DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size))
+        self.out_channels = in_channels + num_layers * growth_rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.children():
+            features.append(layer(torch.cat(features, dim=1)))
+        return torch.cat(features, dim=1)
+
+
+class Transition(nn.Sequential):
+    """DenseNet transition layer: BN → ReLU → 1×1 conv → 2×2 average pool (stride 2).
+
+    Huang et al., "Densely Connected Convolutional Networks" (2016); named as torchvision's
+    ``_Transition`` (``norm``, ``relu``, ``conv``, ``pool``). The 1×1 conv sets the width (DenseNet-BC
+    halves it); ``stride=1`` leaves out the pool, a channel-only transition used by ``make_block("dense")``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 2) -> None:
+        layers: "OrderedDict[str, nn.Module]" = OrderedDict(
+            norm=nn.BatchNorm2d(in_channels),
+            relu=nn.ReLU(),
+            conv=nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        )
+        if stride == 2:
+            layers["pool"] = nn.AvgPool2d(2, 2)
+        elif stride != 1:
+            raise ValueError(f"A transition's stride must be 1 or 2; got {stride}.")
+        super().__init__(layers)

@@ -1,0 +1,326 @@
+"""`build(spec) -> nn.Module`: backbone → neck → head, as one plain module the analysis reads part by part.
+
+The composed model's children are named ``backbone``, ``neck`` and ``head``, so every figure of the analysis
+(parameters, MACs, memory, receptive field per output level) is reported per part. Catalog backbones are cut
+at the chosen stages with torchvision's ``create_feature_extractor`` (no hooks: it is safe on shared models);
+two-stage detectors are assembled from torchvision's Faster / Mask R-CNN parts around our backbone and neck.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Optional
+
+import torch
+from torch import nn
+
+from . import catalog
+from .spec import TWO_STAGE, ArchitectureSpec, SpecError
+
+__all__ = ["build", "build_meta", "backbone_stages", "default_out_stages", "ComposedModel", "StageInfo"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StageInfo:
+    name: str
+    channels: int
+    stride: int  # input pixels per output unit (input height / output height, rounded)
+    size: tuple  # (h, w) at the spec's input size
+
+
+# -- backbone stages ---------------------------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def _catalog_stages(name: str, input_shape: tuple) -> tuple:
+    from .analysis import AnalysisError, analyze
+
+    try:
+        a = analyze(name, input_shape, training_memory=False)
+    except AnalysisError as e:
+        raise SpecError(str(e)) from None
+    out, prev = [], None
+    for path in a.stage_paths():
+        for sub in _resolution_runs(a, path):
+            m = a.modules[sub]
+            shape = m["output_shape"]
+            if shape is None or not m["nchw"] or m["kind"].startswith("Adaptive") \
+                    or (m["is_global"] and shape[1:] == (1, 1)):
+                continue
+            macs = sum(r.macs for r in a.layers if r.name == sub or r.name.startswith(sub + "."))
+            # Stages that change nothing visible (BatchNorm, ReLU right after the stem) are not offered.
+            if prev is not None and macs == 0 and shape == prev:
+                continue
+            out.append(StageInfo(sub, shape[0], max(1, round(input_shape[1] / shape[1])), tuple(shape[1:])))
+            prev = shape
+    if not out:
+        raise SpecError(f"{name} has no convolutional stages to use as a backbone (its feature maps are tokens); "
+                        "pick a CNN backbone.")
+    return tuple(out)
+
+
+def _resolution_runs(a, path: str) -> list:
+    """A stage made only of plain layers (VGG's ``features``, LeNet's) is offered per resolution: the last
+    layer before each downsampling, so conv4_3-style taps exist. Other stages stay whole."""
+    children = [p for p in a.modules if p.startswith(path + ".") and p.count(".") == path.count(".") + 1]
+    if not children or any(any(q.startswith(c + ".") for q in a.modules) for c in children):
+        return [path]
+    runs = []
+    for i, c in enumerate(children):
+        nxt = children[i + 1] if i + 1 < len(children) else None
+        shape = a.modules[c]["output_shape"]
+        if nxt is None or (shape and a.modules[nxt]["output_shape"]
+                           and shape[1:] != a.modules[nxt]["output_shape"][1:]):
+            runs.append(c)
+    return runs if len(runs) > 1 else [path]
+
+
+def _custom_module(spec: ArchitectureSpec) -> nn.Module:
+    from .blocks import CustomBackbone
+
+    stages = [dataclasses.asdict(s) for s in spec.backbone.stages]
+    try:
+        return CustomBackbone(stages=stages, in_channels=spec.input.channels)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+
+
+@lru_cache(maxsize=256)
+def _custom_stages(spec_json: str) -> tuple:
+    spec = ArchitectureSpec.from_json(spec_json)
+    with _meta_build():
+        body = _custom_module(spec)
+    x = torch.empty((1,) + spec.input.shape, device="meta")
+    try:
+        with torch.no_grad():
+            outs = body(x)
+    except RuntimeError as e:
+        raise SpecError(f"The custom backbone cannot take a {'×'.join(map(str, spec.input.shape))} input "
+                        f"({str(e).splitlines()[0]}); use a larger input or fewer stride-2 stages.") from None
+    return tuple(StageInfo(k, v.shape[1], max(1, round(spec.input.height / v.shape[2])), tuple(v.shape[2:]))
+                 for k, v in outs.items())
+
+
+def backbone_stages(spec: ArchitectureSpec) -> list:
+    """The backbone's stages that can feed a neck or head, fine → coarse, at the spec's input size."""
+    if spec.backbone.is_custom:
+        return list(_custom_stages(spec.to_json()))
+    return list(_catalog_stages(spec.backbone.name, spec.input.shape))
+
+
+def default_out_stages(spec: ArchitectureSpec) -> list:
+    """Classification, regression, similarity and FCN read the last stage; detection necks and U-Net the
+    last three (four for U-Net)."""
+    names = [s.name for s in backbone_stages(spec)]
+    multi = spec.neck.kind in ("fpn", "panet", "bifpn") or spec.head.kind in ("yolo", "ssd", "unet") \
+        or (spec.head.kind in TWO_STAGE and spec.neck.kind != "none")
+    k = 4 if spec.head.kind == "unet" else 3 if multi else 1
+    return names[-k:]
+
+
+def resolve(spec: ArchitectureSpec) -> tuple:
+    """(out_stages, StageInfo per out stage), with every stage name checked against the backbone."""
+    stages = {s.name: s for s in backbone_stages(spec)}
+    names = list(stages)
+    outs = spec.backbone.out_stages if spec.backbone.out_stages is not None else default_out_stages(spec)
+    for field, chosen in (("out_stages", outs), ("frozen_stages", spec.backbone.frozen_stages)):
+        bad = [s for s in chosen if s not in stages and not (field == "frozen_stages" and _is_any_stage(spec, s))]
+        if bad:
+            raise SpecError(f"'backbone.{field}': {spec.backbone.name} has no stage '{bad[0]}'; its stages are "
+                            f"{', '.join(names)}.")
+    order = {n: i for i, n in enumerate(names)}
+    outs = sorted(outs, key=order.__getitem__)
+    if spec.neck.kind in ("fpn", "panet", "bifpn") and len(outs) < 2:
+        raise SpecError(f"A {spec.neck.kind.upper()} neck needs at least two backbone stages; choose two or more "
+                        "output stages or pick no neck.")
+    if spec.head.kind == "unet" and len(outs) < 2:
+        raise SpecError("A U-Net decoder needs at least two backbone stages; choose stages 1–4 or pick the FCN "
+                        "head.")
+    return outs, [stages[n] for n in outs]
+
+
+def _is_any_stage(spec, name) -> bool:
+    # Frozen stages may name any top-level stage of a catalog model, also ones not offered as outputs (bn1).
+    if spec.backbone.is_custom:
+        return False
+    from .analysis import analyze
+
+    return name in analyze(spec.backbone.name, spec.input.shape, training_memory=False).modules
+
+
+# -- the parts ---------------------------------------------------------------------------------------------------
+class BackboneStages(nn.Module):
+    """A backbone body that returns a dict of stage outputs, restricted to the chosen stages (fine → coarse).
+
+    For a catalog model the body is the model cut after the last chosen stage by torchvision's
+    ``create_feature_extractor``; for a custom stack it is the ``CustomBackbone`` itself.
+    """
+
+    def __init__(self, body: nn.Module, out_stages: list, channels: list):
+        super().__init__()
+        self.body = body
+        self.out_stages = list(out_stages)
+        self.out_channels = list(channels)
+
+    def forward(self, x):
+        out = self.body(x)
+        return OrderedDict((s, out[s]) for s in self.out_stages)
+
+    def stage(self, name: str) -> nn.Module:
+        return self.body.get_submodule(name)
+
+
+class ComposedModel(nn.Module):
+    """backbone → neck → head. ``decode`` (detection) turns raw outputs into boxes outside the traced forward."""
+
+    def __init__(self, spec: ArchitectureSpec, backbone: nn.Module, neck: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.spec_json = spec.to_json()
+        self.input_size = (spec.input.height, spec.input.width)
+
+    def forward(self, x):
+        return self.head(self.neck(self.backbone(x)))
+
+    def decode(self, outputs, **kwargs):
+        return self.head.decode(outputs, self.input_size, **kwargs)
+
+    def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Siamese: cosine similarity of the embeddings of two batches (one shared backbone)."""
+        return self.head.similarity(self(a), self(b))
+
+
+class RCNNHead(nn.Module):
+    """Faster / Mask R-CNN after the neck: torchvision's transform, region proposal network and RoI heads."""
+
+    def __init__(self, kind: str, channels: int, levels: list, strides: list, input_size: tuple, num_classes: int):
+        super().__init__()
+        from torchvision.models.detection import FasterRCNN, MaskRCNN
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.ops import MultiScaleRoIAlign
+
+        class _Channels(nn.Module):  # torchvision only reads .out_channels from the backbone it is given
+            out_channels = channels
+
+        anchors = AnchorGenerator(sizes=tuple((8 * s,) for s in strides),
+                                  aspect_ratios=((0.5, 1.0, 2.0),) * len(levels))
+        common = dict(num_classes=num_classes + 1,  # + background
+                      min_size=min(input_size), max_size=max(input_size), rpn_anchor_generator=anchors,
+                      box_roi_pool=MultiScaleRoIAlign(featmap_names=list(levels), output_size=7, sampling_ratio=2))
+        if kind == "mask_rcnn":
+            full = MaskRCNN(_Channels(), mask_roi_pool=MultiScaleRoIAlign(
+                featmap_names=list(levels), output_size=14, sampling_ratio=2), **common)
+        else:
+            full = FasterRCNN(_Channels(), **common)
+        self.transform = full.transform
+        self.rpn = full.rpn
+        self.roi_heads = full.roi_heads
+
+
+class TwoStageDetector(nn.Module):
+    """GeneralizedRCNN's forward with our backbone and neck. Eval: a list of dicts (boxes, labels, scores[, masks])."""
+
+    def __init__(self, spec: ArchitectureSpec, backbone: nn.Module, neck: nn.Module, head: RCNNHead):
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.spec_json = spec.to_json()
+        self.input_size = (spec.input.height, spec.input.width)
+
+    def forward(self, x, targets=None):
+        images = list(x)
+        original = [tuple(i.shape[-2:]) for i in images]
+        images, targets = self.head.transform(images, targets)
+        features = self.neck(self.backbone(images.tensors))
+        proposals, rpn_losses = self.head.rpn(images, features, targets)
+        detections, roi_losses = self.head.roi_heads(features, proposals, images.image_sizes, targets)
+        if self.training:
+            return {**rpn_losses, **roi_losses}
+        return self.head.transform.postprocess(detections, images.image_sizes, original)
+
+
+# -- build -------------------------------------------------------------------------------------------------------
+def _meta_build():
+    from .meta_init import meta_init
+
+    return meta_init()
+
+
+def _backbone(spec: ArchitectureSpec, outs: list, infos: list) -> nn.Module:
+    channels = [i.channels for i in infos]
+    if spec.backbone.is_custom:
+        return BackboneStages(_custom_module(spec), outs, channels)
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    body = create_feature_extractor(catalog.build(spec.backbone.name), return_nodes={s: s for s in outs})
+    return BackboneStages(body, outs, channels)
+
+
+def _freeze(backbone: nn.Module, stages: list) -> None:
+    for name in stages:
+        try:
+            module = backbone.stage(name)
+        except AttributeError:
+            raise SpecError(f"'backbone.frozen_stages': {name} is not part of the backbone as cut after "
+                            f"{backbone.out_stages[-1]}; freeze only stages up to it.") from None
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
+def build(spec: ArchitectureSpec | str | dict, *, meta: bool = False) -> nn.Module:
+    """The composed ``nn.Module`` for ``spec`` (an ArchitectureSpec, its JSON, or a dict).
+
+    ``meta=True`` builds without allocating or initialising weights (what the analysis uses).
+    """
+    if isinstance(spec, str):
+        spec = ArchitectureSpec.from_json(spec)
+    elif isinstance(spec, dict):
+        spec = ArchitectureSpec.from_dict(spec)
+    outs, infos = resolve(spec)
+    if meta:
+        with _meta_build():
+            return _assemble(spec, outs, infos)
+    return _assemble(spec, outs, infos)
+
+
+def build_meta(spec) -> nn.Module:
+    return build(spec, meta=True)
+
+
+def _assemble(spec: ArchitectureSpec, outs: list, infos: list) -> nn.Module:
+    from .heads import build_head
+    from .necks import build_neck
+
+    backbone = _backbone(spec, outs, infos)
+    _freeze(backbone, spec.backbone.frozen_stages)
+    in_channels = [i.channels for i in infos]
+    try:
+        neck = build_neck(spec.neck.kind, in_channels, **spec.neck.settings)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    h, w = spec.input.height, spec.input.width
+    if spec.head.kind in TWO_STAGE:
+        widths = set(neck.out_channels)
+        if len(widths) != 1:
+            raise SpecError(f"{spec.head.kind} needs every level at one width; add an FPN neck or choose one stage.")
+        head = RCNNHead(spec.head.kind, widths.pop(), outs, [i.stride for i in infos], (h, w),
+                        spec.head.settings["num_classes"])
+        return TwoStageDetector(spec, backbone, neck, head)
+    try:
+        head = build_head(spec.head.kind, list(neck.out_channels), input_size=(h, w),
+                          feature_sizes=[i.size for i in infos], **spec.head.settings)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    return ComposedModel(spec, backbone, neck, head)
+
+
+def analyze_spec(spec: ArchitectureSpec, dtype: torch.dtype = torch.float32, **kwargs):
+    """The analysis of a composition, built the cheapest way."""
+    from .analysis import analyze
+
+    model = build(spec, meta=True)
+    a = analyze(model, spec.input.shape, dtype=dtype, **kwargs)
+    a.model_name = spec.summary()
+    return a
