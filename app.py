@@ -12,11 +12,13 @@ st.set_page_config(page_title="CNN Architecture Explorer", page_icon=":material/
 # Before any page: read the URL on a session's first run, then keep the address bar in step with the choice.
 selection = ui.init_selection()
 ui.sync_query_params(selection)
+ui.init_spec()
 
 # The folder is app_pages/, not pages/: a pages/ folder beside app.py puts Streamlit in its old multipage mode,
 # which runs a page without this file. The default page is served at the root URL (/?model=vgg16&input=224).
 page = st.navigation([
     st.Page("app_pages/layers.py", title="Layers", url_path="layers", default=True, icon=":material/table_rows:"),
+    st.Page("app_pages/compose.py", title="Compose", url_path="compose", icon=":material/account_tree:"),
 ])
 ui.sidebar_summary(selection)
 page.run()

@@ -540,3 +540,16 @@ def build_head(
     if kind == "unet":
         return UNetHead(in_channels, num_classes, input_size, upsample=upsample)
     return SiameseHead(last_c, embedding_dim)
+
+
+def roi_pool(feature_map, box, output_size=(2, 2), spatial_scale: float = 1.0) -> list:
+    """RoI pooling (Fast R-CNN, Girshick 2015) of one box on one 2-D map with ``torchvision.ops.roi_pool``.
+
+    The lecture's worked example: an 8×8 feature map, a box (x1, y1, x2, y2) in map cells, pooled to 2×2 —
+    each output cell is the maximum of one of the box's 2×2 sub-windows. Returns a list of lists.
+    """
+    from torchvision.ops import roi_pool as _roi_pool
+
+    fmap = torch.as_tensor(feature_map, dtype=torch.float32)[None, None]
+    boxes = torch.tensor([[0.0, *map(float, box)]])
+    return _roi_pool(fmap, boxes, output_size, spatial_scale)[0, 0].tolist()

@@ -96,8 +96,8 @@ def test_fpn_reports_a_receptive_field_per_level():
 
 @pytest.mark.parametrize("kind", ["faster_rcnn", "mask_rcnn"])
 def test_two_stage_detectors_assemble_around_backbone_and_fpn(kind):
-    s = spec(task="detection", input=dict(height=128, width=128), backbone=dict(name="resnet18"),
-             neck=dict(kind="fpn", width=64), head=dict(kind=kind, num_classes=5))
+    s = spec(task="detection", input=dict(height=128, width=128), backbone=dict(name="resnet50"),
+             neck=dict(kind="fpn"), head=dict(kind=kind, num_classes=5))
     model = build(s).eval()
     with torch.no_grad():
         det = model(torch.rand(1, 3, 128, 128))
@@ -233,3 +233,17 @@ def test_random_invalid_compositions_raise_spec_error(bb, neck, head):
         build(s, meta=True)
     except SpecError as e:
         assert str(e)[-1] in ".?"
+
+
+@pytest.mark.parametrize("name", catalog.names("torchvision") + catalog.names("classic"))
+def test_every_catalog_backbone_composes(name):
+    """Every catalog CNN as a backbone under a classification head: built on meta, analysed, counted."""
+    c, h, w = catalog.info(name).input_size
+    s = spec(input=dict(channels=c, height=h, width=w), backbone=dict(name=name),
+             head=dict(kind="classification", num_classes=7))
+    model = build(s, meta=True)
+    with torch.no_grad():
+        assert model(torch.empty((1, c, h, w), device="meta")).shape == (1, 7)
+    a = analyze(model, (c, h, w), training_memory=False)
+    assert a.params == n_params(model)
+    assert [x.name for x in a.stages()] == ["backbone", "neck", "head"]

@@ -281,3 +281,16 @@ def test_trio_registry_matches_classic_shape():
         assert info["input_size"] == (3, 128, 128) and info["num_classes"] == 3
         assert isinstance(info["year"], int) and info["description"] and "\n" not in info["description"]
     assert SEGMENTATION_MODELS["seg_unet"]["builder"] is unet
+
+
+def test_roi_pooling_worked_example():
+    from explorer.heads import roi_pool
+
+    fmap = [[(r * 37 + c * 11) % 17 for c in range(8)] for r in range(8)]
+    # The whole 8×8 map pooled to 2×2: each output is the maximum of one 4×4 quadrant.
+    quadrant_max = [[max(fmap[r][c] for r in range(i, i + 4) for c in range(j, j + 4)) for j in (0, 4)]
+                    for i in (0, 4)]
+    assert roi_pool(fmap, (0, 0, 7, 7)) == quadrant_max
+    # A box of 4×4 cells at (2, 2): four 2×2 sub-windows.
+    sub = [[max(fmap[r][c] for r in range(i, i + 2) for c in range(j, j + 2)) for j in (2, 4)] for i in (2, 4)]
+    assert roi_pool(fmap, (2, 2, 5, 5)) == sub

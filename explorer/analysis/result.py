@@ -207,9 +207,10 @@ class Analysis:
             if row.name == "input":
                 continue
             base = row.name.split(" #")[0]
-            # Rows outside every stage (parts a parent calls piece by piece, like an R-CNN head) group under
-            # their top-level name.
-            key = next((p for p in paths if base == p or base.startswith(p + ".")), base.split(".")[0])
+            # Rows outside every called stage (an R-CNN head's parts, blocks that fx traced through inside a
+            # cut backbone) group under their path prefix at this depth.
+            key = next((p for p in paths if base == p or base.startswith(p + ".")),
+                       ".".join(base.split(".")[:depth or 1]))
             groups.setdefault(key, []).append(row)
         out = []
         for key, rows in groups.items():
