@@ -15,10 +15,12 @@ ui.sync_query_params(selection)
 ui.init_spec()
 
 # The folder is app_pages/, not pages/: a pages/ folder beside app.py puts Streamlit in its old multipage mode,
-# which runs a page without this file. The default page is served at the root URL (/?model=vgg16&input=224).
+# which runs a page without this file. Compose is the default page, served at / and at /compose.
 page = st.navigation([
-    st.Page("app_pages/layers.py", title="Layers", url_path="layers", default=True, icon=":material/table_rows:"),
-    st.Page("app_pages/compose.py", title="Compose", url_path="compose", icon=":material/account_tree:"),
+    st.Page("app_pages/compose.py", title="Compose", url_path="compose", default=True, icon=":material/account_tree:"),
+    st.Page("app_pages/layers.py", title="Layers", url_path="layers", icon=":material/table_rows:"),
+    st.Page("app_pages/zoo.py", title="Zoo", url_path="zoo", icon=":material/scatter_plot:"),
+    st.Page("app_pages/calculator.py", title="Calculator", url_path="calculator", icon=":material/calculate:"),
 ])
 ui.sidebar_summary(selection)
 page.run()

@@ -10,7 +10,6 @@ from explorer import catalog, ui
 from explorer.analysis import AnalysisError
 from explorer.spec import (BLOCKS, DEFAULT_HEAD, HEAD_SETTINGS, HEADS_FOR_TASK, MAX_SIDE, NECK_SETTINGS, NECKS,
                            TASKS, ArchitectureSpec, SpecError)
-from explorer.vis.diagram import architecture_dot
 
 TITLES = {"none": "none", "se": "SE", "cbam": "CBAM", "spatial": "spatial attention", "fpn": "FPN",
           "panet": "PANet", "bifpn": "BiFPN", "classification": "classification (GAP/flatten + MLP)",
@@ -159,6 +158,24 @@ with left:
         if chosen:
             bb["out_stages"] = [s for s in stage_names if s in chosen]
         bb["frozen_stages"] = [s for s in stage_names if s in frozen]
+    with st.expander("Save or load this composition (spec JSON)"):
+        st.download_button("Download spec JSON", spec.to_json(indent=2) + "\n", file_name="composition.json",
+                           mime="application/json", icon=":material/download:", key=K + "download")
+        upload = st.file_uploader("Load a spec JSON", type=["json"], key=K + "upload",
+                                  help="A file saved with the button above, or written by hand (see README).")
+        if upload is not None and st.session_state.get(K + "loaded") != upload.file_id:
+            st.session_state[K + "loaded"] = upload.file_id
+            try:
+                loaded = ArchitectureSpec.from_json(upload.getvalue()[:1_000_000].decode("utf-8", "replace"))
+                ui.cached_stages(loaded)
+            except (SpecError, AnalysisError) as e:
+                st.error(ui.md_escape(f"{upload.name}: {e}"), icon=":material/error:")
+            else:
+                ui.set_spec(loaded)
+                for key in [k for k in st.session_state if k.startswith(K) and k not in
+                            (K + "upload", K + "loaded", K + "download", K + "dtype", K + "batch")]:
+                    del st.session_state[key]  # widgets re-seed from the loaded spec
+                st.rerun()
     c1, c2 = st.columns(2)
     dtype = c1.selectbox("dtype", ["float32", "float16", "bfloat16"], key=K + "dtype")
     batch = int(c2.number_input("Batch size", 1, 65_536, key=K + "batch"))
@@ -219,4 +236,4 @@ with right:
     for note in a.notes:
         st.info(ui.md_escape(note), icon=":material/info:")
     expand = st.toggle("Show every layer in the diagram", key=K + "expand")
-    st.graphviz_chart(architecture_dot(a, expand=expand), width="stretch")
+    st.graphviz_chart(ui.cached_diagram(spec, dtype, expand), width="stretch")

@@ -23,9 +23,11 @@ def layers_choice(at) -> dict:
     return {k: at.query_params[k] for k in ("model", "input") if k in at.query_params}
 
 def open_app(**query) -> AppTest:
-    """The app as a browser opens it, with ``query`` in the address bar (``model=vgg16``, ``input=224``)."""
+    """The Layers page as a browser opens /layers?…, with ``query`` in the address bar (``model=vgg16``)."""
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.query_params.update(query)
+    at.run()  # the first run reads the link (Compose is the default page)
+    at.switch_page("app_pages/layers.py")
     return at.run()
 
 

@@ -3,6 +3,7 @@
 Starts `streamlit run app.py` on a free port, drives Debian's /usr/bin/chromium with Playwright (it cannot
 download its own browser here), and saves full-page screenshots to tests/artifacts/ for a person to look at.
 """
+import json
 import socket
 import subprocess
 import sys
@@ -119,7 +120,7 @@ def full_page_screenshot(pg, name: str) -> Path:
 
 def test_shared_link_shows_vgg16_and_survives_reload(app_url, page):
     # The Layers page is the default page, which Streamlit serves at the app's root URL.
-    page.goto(f"{app_url}/?model=vgg16&input=224")
+    page.goto(f"{app_url}/layers?model=vgg16&input=224")
     sync_api.expect(metric(page, "138,357,544")).to_be_visible(timeout=60_000)
     sync_api.expect(metric(page, "15,237,608")).to_be_visible()
     sync_api.expect(model_box(page)).to_have_value("vgg16 — VGG (2014)")
@@ -138,7 +139,7 @@ def test_shared_link_shows_vgg16_and_survives_reload(app_url, page):
 
 
 def test_impossible_input_shows_a_sentence_not_a_traceback(app_url, page):
-    page.goto(f"{app_url}/?model=vgg16&input=16")
+    page.goto(f"{app_url}/layers?model=vgg16&input=16")
     error = page.get_by_test_id("stAlertContentError")
     sync_api.expect(error).to_contain_text("cannot take a 3×16×16 input", timeout=60_000)
     sync_api.expect(model_box(page)).to_have_value("vgg16 — VGG (2014)")
@@ -146,3 +147,35 @@ def test_impossible_input_shows_a_sentence_not_a_traceback(app_url, page):
     assert page.get_by_test_id("stException").count() == 0
     assert "Traceback" not in page.inner_text("body")
     full_page_screenshot(page, "layers_vgg16_16px_error.png")
+
+
+def test_compose_resnet18_se_then_layers_reload_and_download(app_url, page):
+    """Issue 4's walk: compose resnet18 + SE + classification, read the count, visit Layers, reload, download."""
+    page.goto(f"{app_url}/")  # Compose is the default page, served at the root
+    wait_until_idle(page)
+    metric(page, "11,689,512").wait_for()  # resnet18 → classification, = torchvision's resnet18
+    page.get_by_role("combobox", name="Neck", exact=True).click()
+    page.get_by_role("option", name="SE").click()
+    wait_until_idle(page)
+    params = metric(page, "11,722,824")  # + one SE gate on layer4: 2·512·32 + 32 + 512
+    params.wait_for()
+    assert "spec=" in page.url
+    link = page.url
+    full_page_screenshot(page, "compose_resnet18_se.png")
+
+    page.get_by_role("link", name="Layers").click()
+    wait_until_idle(page)
+    page.get_by_text("Layer by layer").first.wait_for()
+    full_page_screenshot(page, "layers_after_compose.png")
+
+    page.goto(link)  # a reload of the shared link restores the composition exactly
+    wait_until_idle(page)
+    metric(page, "11,722,824").wait_for()
+    assert page.get_by_role("combobox", name="Neck", exact=True).input_value() == "SE" or \
+        page.get_by_text("resnet18 → SE → classification").first.is_visible()
+    page.get_by_text("Save or load this composition").click()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download spec JSON").click()
+    data = json.loads(Path(dl.value.path()).read_text())
+    assert data["backbone"]["name"] == "resnet18" and data["neck"] == {"kind": "se"}
+    assert data["head"]["kind"] == "classification"

@@ -15,10 +15,9 @@ def open_compose(spec: ArchitectureSpec | None = None, raw: str | None = None, f
     at = AppTest.from_file(APP, default_timeout=120)
     if spec is not None or raw is not None:
         at.query_params["spec"] = raw if raw is not None else spec.to_url()
-    at.run()
+    at.run()  # Compose is the default page
     if first_run:
-        first_run(at)  # what the first page of the session showed (the link is read once per session)
-    at.switch_page("app_pages/compose.py").run()
+        first_run(at)
     assert not at.exception
     return at
 

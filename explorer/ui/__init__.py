@@ -2,7 +2,8 @@
 
 Pages import from here; nothing else under ``explorer`` imports streamlit.
 """
-from .composition import DEFAULT_SPEC, cached_spec_analysis, cached_stages, current_spec, init_spec, set_spec
+from .composition import (DEFAULT_SPEC, cached_diagram, cached_spec_analysis, cached_stages, current_spec, init_spec,
+                          set_spec)
 from .format import fmt_bytes, fmt_count, fmt_int, fmt_num, fmt_pair, fmt_rf, fmt_shape, md_escape
 from .lecture_notes import slide_notes
 from .sidebar import sidebar_summary
@@ -12,7 +13,7 @@ from .tables import LAYER_EXTRAS, LAYER_EXTRAS_DEFAULT, layer_table, stage_frame
 from .widgets import dtype_picker, model_label, model_picker, side_input, input_fix_buttons
 
 __all__ = [
-    "DEFAULT_SPEC", "cached_spec_analysis", "cached_stages", "current_spec", "init_spec", "set_spec",
+    "DEFAULT_SPEC", "cached_diagram", "cached_spec_analysis", "cached_stages", "current_spec", "init_spec", "set_spec",
     "fmt_bytes", "fmt_count", "fmt_int", "fmt_num", "fmt_pair", "fmt_rf", "fmt_shape", "md_escape",
     "slide_notes", "sidebar_summary",
     "DEFAULT_MODEL", "DTYPES", "MAX_SIDE", "MIN_SIDE", "Selection", "cached_analysis", "current_selection",

@@ -14,11 +14,12 @@ from ..compose import analyze_spec, backbone_stages, resolve
 from ..spec import ArchitectureSpec, SpecError
 from .format import md_escape
 
-__all__ = ["current_spec", "set_spec", "init_spec", "cached_spec_analysis", "cached_stages", "DEFAULT_SPEC"]
+__all__ = ["current_spec", "set_spec", "init_spec", "cached_spec_analysis", "cached_stages", "cached_diagram",
+           "DEFAULT_SPEC"]
 
 DEFAULT_SPEC = ArchitectureSpec.from_dict({"task": "classification", "backbone": {"name": "resnet18"},
                                            "head": {"kind": "classification", "num_classes": 1000}})
-_SPEC, _READ = "spec.json", "spec.url_read"
+_SPEC, _READ, _ERROR = "spec.json", "spec.url_read", "spec.url_error"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -27,14 +28,18 @@ def init_spec() -> ArchitectureSpec:
     if not st.session_state.get(_READ):
         st.session_state[_READ] = True
         raw = st.query_params.get("spec")
-        spec = DEFAULT_SPEC
+        spec, error = DEFAULT_SPEC, None
         if raw:
             try:
                 spec = ArchitectureSpec.from_url(raw)
             except SpecError as e:
-                st.error(md_escape(f"{e} Showing the default composition ({DEFAULT_SPEC.summary()})."),
-                         icon=":material/link_off:")
+                error = f"{e} Showing the default composition ({DEFAULT_SPEC.summary()})."
         set_spec(spec)  # the address bar always carries the composition, also the default one
+        st.session_state[_ERROR] = (error, spec.to_json())
+    # The sentence stays on every page until the composition is changed.
+    error, at_read = st.session_state.get(_ERROR, (None, None))
+    if error and at_read == st.session_state.get(_SPEC):
+        st.error(md_escape(error), icon=":material/link_off:")
     return current_spec()
 
 
@@ -57,6 +62,18 @@ def _analysis(spec_json: str, dtype_name: str) -> Analysis:
 def cached_spec_analysis(spec: ArchitectureSpec, dtype_name: str = "float32") -> Analysis:
     """The analysis of ``spec``; raises SpecError / AnalysisError with a sentence (never cached)."""
     return _analysis(spec.to_json(), dtype_name)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _dot(spec_json: str, dtype_name: str, expand: bool) -> str:
+    from ..vis.diagram import architecture_dot
+
+    return architecture_dot(_analysis(spec_json, dtype_name), expand=expand)
+
+
+def cached_diagram(spec: ArchitectureSpec, dtype_name: str = "float32", expand: bool = False) -> str:
+    """The Graphviz DOT of the composition (stages collapsed, or every layer)."""
+    return _dot(spec.to_json(), dtype_name, expand)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

@@ -25,6 +25,7 @@ MIN_SIDE, MAX_SIDE = 1, 4096  # meta-device analysis is cheap, but the number bo
 
 # Session-state keys of the shared choice (prefixed so they never collide with a page's widget keys).
 _MODEL, _SIDE, _DTYPE, _URL_READ = "sel.model", "sel.side", "sel.dtype", "sel.url_read"
+_URL_ERRORS = "sel.url_errors"
 
 
 @st.cache_data(show_spinner="Tracing the architecture on the meta device…", max_entries=256)
@@ -113,10 +114,14 @@ def init_selection() -> Selection:
     """Call once per run, before the pages: on a session's first run, read the URL (showing what was wrong)."""
     if not st.session_state.get(_URL_READ):
         sel, errors = parse_query({k: st.query_params.get(k) for k in ("model", "input")})
-        for msg in errors:
-            st.error(md_escape(msg), icon=":material/link_off:")  # it quotes the link: show it literally
         set_selection(sel)
         st.session_state[_URL_READ] = True
+        st.session_state[_URL_ERRORS] = (errors, sel)
+    # What was wrong with the link stays on screen (on every page) until the person changes the choice.
+    errors, at_read = st.session_state.get(_URL_ERRORS, ([], None))
+    if errors and at_read == current_selection():
+        for msg in errors:
+            st.error(md_escape(msg), icon=":material/link_off:")  # it quotes the link: show it literally
     return current_selection()
 
 
