@@ -21,6 +21,7 @@ page = st.navigation([
     st.Page("app_pages/layers.py", title="Layers", url_path="layers", icon=":material/table_rows:"),
     st.Page("app_pages/zoo.py", title="Zoo", url_path="zoo", icon=":material/scatter_plot:"),
     st.Page("app_pages/calculator.py", title="Calculator", url_path="calculator", icon=":material/calculate:"),
+    st.Page("app_pages/compare.py", title="Compare", url_path="compare", icon=":material/compare_arrows:"),
 ])
 ui.sidebar_summary(selection)
 page.run()

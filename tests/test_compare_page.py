@@ -1,0 +1,35 @@
+"""Compare page (AppTest): costs side by side, a stage diff, receptive-field curves."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def test_compare_current_composition_with_resnet50():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/compare.py").run()
+    assert not at.exception
+    costs = at.dataframe[0].value
+    assert list(costs.columns) == ["resnet18 → classification at 3×224×224 (current)", "resnet50"]
+    assert costs.loc["parameters"].tolist() == ["11,689,512", "25,557,032"]
+    assert costs.loc["receptive field at the output"].tolist() == ["global (435)", "global (427)"]
+    stages = at.dataframe[1].value
+    assert "params · Δ" in stages.columns
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_pin_and_choose_four():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/compare.py").run()
+    at.button[0].click().run()  # pin the current composition
+    labels = at.multiselect(key="compare.chosen").options
+    assert "composition: resnet18 → classification at 3×224×224" in labels
+    at.multiselect(key="compare.chosen").set_value(
+        ["model: vgg16", "model: resnet18", "model: mobilenet_v2", "model: lenet5"]).run()
+    assert not at.exception
+    assert at.dataframe[0].value.loc["parameters"].tolist() == ["138,357,544", "11,689,512", "3,504,872", "61,706"]
