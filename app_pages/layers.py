@@ -7,15 +7,24 @@ import streamlit as st
 
 from explorer import ui
 from explorer.analysis import AnalysisError
+from explorer.spec import SpecError
 
 # -- what to analyse ------------------------------------------------------------------------------------------
-c_model, c_side, c_dtype, c_batch = st.columns([4, 1.4, 1.4, 1.4], vertical_alignment="bottom")
-with c_model:
-    ui.model_picker()
-with c_side:
-    ui.side_input()
-with c_dtype:
-    ui.dtype_picker()
+source = st.segmented_control("Show", ["Catalog model", "Your composition"], default="Catalog model",
+                              key="layers.source", help="A model as published, or what you built on Compose.")
+composition = source == "Your composition"
+esc = ui.md_escape  # library text shown literally (an "_" or "$" in it is not Markdown)
+if composition:
+    c_dtype, c_batch, _ = st.columns([1.4, 1.4, 5.4], vertical_alignment="bottom")
+    dtype = c_dtype.selectbox("dtype", list(ui.DTYPES), key="layers.comp_dtype")
+else:
+    c_model, c_side, c_dtype, c_batch = st.columns([4, 1.4, 1.4, 1.4], vertical_alignment="bottom")
+    with c_model:
+        ui.model_picker()
+    with c_side:
+        ui.side_input()
+    with c_dtype:
+        ui.dtype_picker()
 with c_batch:
     batch = int(st.number_input("Batch size", min_value=1, max_value=1 << 16, value=1, step=1, key="layers.batch",
                                 help="Images per forward pass: scales activation and training memory, not weights."))
@@ -24,20 +33,25 @@ sel = ui.current_selection()
 mi = sel.info
 
 # -- what it is -----------------------------------------------------------------------------------------------
-esc = ui.md_escape  # library text shown literally (an "_" or "$" in it is not Markdown)
-st.header(esc(sel.model), anchor=False)
-about = f"**{esc(mi.family)}** · {mi.year} · *{esc(mi.paper)}*  \n{esc(mi.description)}"
-if mi.acc1 is not None:
-    about += f"  \nImageNet-1K top-1 {mi.acc1:.2f} % with torchvision's default weights."
-st.markdown(about)
+if composition:
+    spec = ui.current_spec()
+    st.header(esc(spec.summary()), anchor=False)
+    st.markdown("The composition from **Compose**: backbone, neck and head are sections of the table below.")
+else:
+    st.header(esc(sel.model), anchor=False)
+    about = f"**{esc(mi.family)}** · {mi.year} · *{esc(mi.paper)}*  \n{esc(mi.description)}"
+    if mi.acc1 is not None:
+        about += f"  \nImageNet-1K top-1 {mi.acc1:.2f} % with torchvision's default weights."
+    st.markdown(about)
 
 # -- what it costs --------------------------------------------------------------------------------------------
 try:
-    a = sel.analysis()
-except AnalysisError as e:
+    a = ui.cached_spec_analysis(spec, dtype) if composition else sel.analysis()
+except (AnalysisError, SpecError) as e:
     # A person can ask for this (vgg16 at 16 px): say what to change, keep their choice in the boxes above.
     st.error(esc(e), icon=":material/error:")
-    ui.input_fix_buttons(sel)
+    if not composition:
+        ui.input_fix_buttons(sel)
     st.stop()
 
 shape = ui.fmt_shape(a.input_shape)
@@ -70,16 +84,16 @@ st.caption(f"Lecture convention: the input plus every conv / pool / fc output, �
            f"({a.dtype}); in-place ReLU and BatchNorm outputs are not counted. Training memory is what autograd "
            "keeps for backward. Weights are stored once, whatever the batch. MB = 10⁶ bytes.")
 
-for note in ui.slide_notes(sel, a):
+for note in ([] if composition else ui.slide_notes(sel, a)):
     st.info(note, icon=":material/school:")
-for note in ([mi.note] if mi.note else []) + list(a.notes):
+for note in ([mi.note] if mi.note and not composition else []) + list(a.notes):
     st.info(esc(note), icon=":material/info:")
 
 # -- layer by layer -------------------------------------------------------------------------------------------
 with st.container(horizontal=True, vertical_alignment="bottom"):
     st.subheader("Layer by layer", anchor=False, width="content")
     st.space("stretch")
-    stem = f"{sel.model}_{'x'.join(map(str, a.input_shape))}_{a.dtype}"
+    stem = f"{'composition' if composition else sel.model}_{'x'.join(map(str, a.input_shape))}_{a.dtype}"
     # on_click="ignore": a download is not a reason to rerun the page.
     for label, data, ext, mime in (("CSV", a.to_csv(), "csv", "text/csv"),
                                    ("Markdown", a.to_markdown(), "md", "text/markdown"),

@@ -75,3 +75,16 @@ def test_a_damaged_link_says_so_and_falls_back(raw):
     assert any("composition in this link is damaged" in e and "Showing the default composition" in e for e in seen)
     assert metric(at, "Parameters") == "11,689,512"
     assert ArchitectureSpec.from_url(at.query_params["spec"]).backbone.name == "resnet18"
+
+
+def test_layers_page_shows_the_composition_on_request():
+    spec = ArchitectureSpec.from_dict({"backbone": {"name": "vgg16"},
+                                       "head": {"kind": "classification", "num_classes": 1000, "pooling": "flatten",
+                                                "hidden": [4096, 4096], "dropout": 0.5}})
+    at = open_compose(spec)
+    at.switch_page("app_pages/layers.py").run()
+    at.segmented_control(key="layers.source").set_value("Your composition").run()
+    assert not at.exception
+    # vgg16's features + flatten + 4096-4096-1000 MLP: exactly the published VGG16 and the lecture's memory.
+    assert metric(at, "Parameters") == "138,357,544"
+    assert metric(at, "Activations per image") == "15,237,608"
