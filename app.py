@@ -19,6 +19,8 @@ ui.init_spec()
 page = st.navigation([
     st.Page("app_pages/compose.py", title="Compose", url_path="compose", default=True, icon=":material/account_tree:"),
     st.Page("app_pages/layers.py", title="Layers", url_path="layers", icon=":material/table_rows:"),
+    st.Page("app_pages/receptive_fields.py", title="Receptive fields", url_path="receptive_fields",
+            icon=":material/center_focus_strong:"),
     st.Page("app_pages/zoo.py", title="Zoo", url_path="zoo", icon=":material/scatter_plot:"),
     st.Page("app_pages/calculator.py", title="Calculator", url_path="calculator", icon=":material/calculate:"),
     st.Page("app_pages/compare.py", title="Compare", url_path="compare", icon=":material/compare_arrows:"),

@@ -168,6 +168,11 @@ def test_compose_resnet18_se_then_layers_reload_and_download(app_url, page):
     page.get_by_text("Layer by layer").first.wait_for()
     full_page_screenshot(page, "layers_after_compose.png")
 
+    page.get_by_role("link", name="Receptive fields").click()
+    wait_until_idle(page)
+    page.get_by_text("On an image").first.wait_for(timeout=120_000)
+    full_page_screenshot(page, "receptive_fields_after_compose.png")
+
     page.goto(link)  # a reload of the shared link restores the composition exactly
     wait_until_idle(page)
     metric(page, "11,722,824").wait_for()
