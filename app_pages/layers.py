@@ -8,6 +8,7 @@ import streamlit as st
 from explorer import ui
 from explorer.analysis import AnalysisError
 from explorer.spec import SpecError
+from explorer.vis.costs import cost_figure
 
 # -- what to analyse ------------------------------------------------------------------------------------------
 source = st.segmented_control("Show", ["Catalog model", "Your composition"], default="Catalog model",
@@ -107,6 +108,13 @@ with st.container(horizontal=True, vertical_alignment="center"):
                       selection_mode="multi", key="layers.columns",
                       help="Every column is in the downloads; on screen, pick what the lesson needs.")
 ui.layer_table(a, biases=biases, extras=extras, key="layers.table")
+
+st.subheader("Where it goes", anchor=False)
+st.caption("Per layer (bars) and cumulatively (line). For VGG16: memory is spent early, on the big maps; "
+           "parameters sit in the fully connected layers.")
+for tab, metric in zip(st.tabs(["Parameters", "Activation memory", "MACs"]), ("parameters", "activation memory", "MACs")):
+    with tab:
+        st.plotly_chart(cost_figure(a, metric), width="stretch", key=f"layers.cost.{metric}")
 
 st.subheader("By stage", anchor=False)
 depth = st.radio("Group rows by", [1, 2, 3], horizontal=True, key="layers.depth",

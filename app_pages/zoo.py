@@ -74,6 +74,9 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
     if st.button("Open in Layers", type="primary", icon=":material/table_rows:", key="zoo.open",
                  help="Show this model layer by layer (at its own input size) on the Layers page."):
         zoo_ui.open_in_layers(name)
+    if st.button("Open in Compose", icon=":material/account_tree:", key="zoo.compose",
+                 help="Use this model as the backbone of your composition, with a classification head."):
+        zoo_ui.open_in_compose(name)
 row = df[df["model"] == name].iloc[0]
 st.markdown(f"**{esc(name)}** · {esc(row['family'])} · {row['year']} · *{esc(row['paper'])}*  \n"
             f"{esc(catalog.info(name).description)}")

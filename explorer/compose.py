@@ -218,16 +218,9 @@ class RCNNHead(nn.Module):
         self.roi_heads = full.roi_heads
 
 
-class TwoStageDetector(nn.Module):
-    """GeneralizedRCNN's forward with our backbone and neck. Eval: a list of dicts (boxes, labels, scores[, masks])."""
-
-    def __init__(self, spec: ArchitectureSpec, backbone: nn.Module, neck: nn.Module, head: RCNNHead):
-        super().__init__()
-        self.backbone = backbone
-        self.neck = neck
-        self.head = head
-        self.spec_json = spec.to_json()
-        self.input_size = (spec.input.height, spec.input.width)
+class TwoStageDetector(ComposedModel):
+    """GeneralizedRCNN's forward with our backbone and neck. Eval: a list of dicts (boxes, labels, scores[, masks]);
+    the R-CNN head decodes (and runs NMS) itself."""
 
     def forward(self, x, targets=None):
         images = list(x)

@@ -33,3 +33,31 @@ def test_pin_and_choose_four():
         ["model: vgg16", "model: resnet18", "model: mobilenet_v2", "model: lenet5"]).run()
     assert not at.exception
     assert at.dataframe[0].value.loc["parameters"].tolist() == ["138,357,544", "11,689,512", "3,504,872", "61,706"]
+
+
+def test_zoo_opens_a_model_in_compose():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/zoo.py").run()
+    at.selectbox(key="zoo.model").set_value("mobilenet_v2").run()
+    at.button(key="zoo.compose").click().run()
+    assert not at.exception
+    assert at.selectbox(key="compose.backbone").value == "mobilenet_v2"
+    assert next(m.value for m in at.metric if m.label == "Parameters") == "3,504,872"  # = torchvision's
+
+
+def test_layers_page_shows_where_the_costs_go():
+    from explorer import analyze
+    from explorer.vis.costs import cost_figure
+
+    a = analyze("vgg16", (3, 224, 224))
+    params = cost_figure(a, "parameters")
+    assert list(params.data[0].x[-3:]) == ["classifier.0", "classifier.3", "classifier.6"]
+    assert round(params.data[1].y[-4], 1) == 10.6  # the convolutions: 10.6 % of the parameters
+    memory = cost_figure(a, "activation memory")
+    assert round(memory.data[1].y[2], 1) == 43.1  # input + the first two 224×224×64 maps: 43 % of the memory
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"model": "vgg16", "input": "224"})
+    at.run()
+    at.switch_page("app_pages/layers.py").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 3

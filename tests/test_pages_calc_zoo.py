@@ -170,7 +170,7 @@ def test_zoo_lists_every_model_with_a_plotly_scatter():
     assert at.selectbox(key="zoo.model").value == "resnet50"
     m = metrics(at)
     assert m["Parameters"] == ["25,557,032"] and m["ImageNet acc@1"] == ["80.86 %"]
-    assert [b.label for b in at.button] == ["Open in Layers"]
+    assert [b.label for b in at.button] == ["Open in Layers", "Open in Compose"]
 
 
 def test_zoo_filters_reduce_the_table():

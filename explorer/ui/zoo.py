@@ -4,12 +4,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from .. import zoo
+from .. import catalog, zoo
 from .state import Selection, current_selection, default_side, set_selection
 
-__all__ = ["zoo_table", "zoo_dataframe", "open_in_layers", "LAYERS_PAGE"]
+__all__ = ["zoo_table", "zoo_dataframe", "open_in_layers", "open_in_compose", "LAYERS_PAGE", "COMPOSE_PAGE"]
 
 LAYERS_PAGE = "app_pages/layers.py"
+COMPOSE_PAGE = "app_pages/compose.py"
 _INT = "%,d"
 
 
@@ -44,3 +45,17 @@ def open_in_layers(name: str) -> None:
     """Make ``name`` (at its own input size, in the dtype on screen) the shared choice and go to Layers."""
     set_selection(Selection(name, default_side(name), current_selection().dtype))
     st.switch_page(LAYERS_PAGE)
+
+
+def open_in_compose(name: str) -> None:
+    """Make ``name`` the backbone of the composition (its own input size, a classification head) and go there."""
+    from ..spec import ArchitectureSpec
+    from .composition import set_spec
+
+    c, h, w = catalog.info(name).input_size
+    set_spec(ArchitectureSpec.from_dict({"task": "classification", "input": {"channels": c, "height": h, "width": w},
+                                         "backbone": {"name": name},
+                                         "head": {"kind": "classification", "num_classes": catalog.info(name).num_classes}}))
+    for key in [k for k in st.session_state if str(k).startswith("compose.")]:
+        del st.session_state[key]  # Compose's widgets re-seed from the new composition
+    st.switch_page(COMPOSE_PAGE)
