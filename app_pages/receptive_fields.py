@@ -33,6 +33,8 @@ with c_side:
                                key="rf.side", help="Height = width of a square input, for every model here."))
 with c_log:
     log_y = st.toggle("Log y axis", key="rf.log", help="Early layers stay readable beside fields of ~1000 px.")
+    with_spec = st.toggle("+ your composition", key="rf.spec",
+                          help="Add the composition from Compose (at its own input size) to the curves.")
 
 if not models:
     st.info("Pick at least one model above.", icon=":material/info:")
@@ -54,12 +56,21 @@ if too_big:
     st.warning("**The input size should not exceed the receptive field** (lecture rule).\n" + "\n".join(too_big),
                icon=":material/warning:")
 
+# The composition joins the curves (the stage table and the photo are per catalog model).
+curves = dict(analyses)
+if with_spec:
+    spec = ui.current_spec()
+    try:
+        curves[f"composition: {spec.summary()}"] = ui.cached_spec_analysis(spec)
+    except Exception as e:  # SpecError / AnalysisError: a sentence, the models stay
+        st.error(esc(f"Your composition: {e}"), icon=":material/error:")
+
 # -- growth per layer, and per stage --------------------------------------------------------------------------
 c_chart, c_table = st.columns([3, 2], gap="medium")
 with c_chart:
     st.subheader("Growth, layer by layer", anchor=False)
     fig = go.Figure()
-    for color, (name, a) in zip(COLORS, analyses.items()):
+    for color, (name, a) in zip(COLORS + ["#9467bd"], curves.items()):
         df = vis.rf_curve(a)
         size = df[["rf_h", "rf_w"]].max(axis=1)
         rf_text = [ui.fmt_rf((h, w), g) for h, w, g in zip(df.rf_h, df.rf_w, df.is_global)]
@@ -70,7 +81,7 @@ with c_chart:
             hovertemplate="<b>%{customdata[0]}</b> (%{customdata[1]})<br>receptive field %{customdata[2]} px"
                           "<br>jump %{customdata[3]} px<extra>" + name + "</extra>"))
     # A trace, not add_hline: a shape's y is in log10 units on a log axis, a trace's y is always in pixels.
-    last = max(len(a.layers) for a in analyses.values())
+    last = max(len(a.layers) for a in curves.values())
     fig.add_trace(go.Scatter(x=[0, last], y=[side, side], mode="lines", name=f"input {side} px",
                              line=dict(color="#666", dash="dot", width=2), hoverinfo="skip"))
     fig.update_layout(height=430, margin=dict(l=10, r=10, t=10, b=10), hovermode="closest",

@@ -215,3 +215,17 @@ def test_page_refuses_a_broken_upload():
     at.file_uploader(key="rf.upload").set_value(("astronaut.jpg", buf.getvalue(), "image/jpeg")).run()
     _clean(at)
     assert not at.error and len(at.get("plotly_chart")) == 3
+
+
+def test_the_composition_joins_the_curves():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("app_pages/receptive_fields.py").run()
+    at.toggle(key="rf.spec").set_value(True).run()
+    assert not at.exception
+    names = [t.get("name") for t in __import__("json").loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert "composition: resnet18 → classification at 3×224×224" in names
