@@ -15,9 +15,18 @@ ui.sync_query_params(selection)
 ui.init_spec()
 
 # The folder is app_pages/, not pages/: a pages/ folder beside app.py puts Streamlit in its old multipage mode,
-# which runs a page without this file. Compose is the default page, served at / and at /compose.
+# which runs a page without this file. Streamlit serves the default page at "/" only, so the default is a hidden
+# page that forwards to /compose with the same query string (and /compose stays a real address).
+compose = st.Page("app_pages/compose.py", title="Compose", url_path="compose", icon=":material/account_tree:")
+
+
+def _start():
+    st.switch_page(compose, query_params=st.query_params.to_dict())
+
+
 page = st.navigation([
-    st.Page("app_pages/compose.py", title="Compose", url_path="compose", default=True, icon=":material/account_tree:"),
+    st.Page(_start, title="Start", url_path="start", default=True, visibility="hidden"),
+    compose,
     st.Page("app_pages/layers.py", title="Layers", url_path="layers", icon=":material/table_rows:"),
     st.Page("app_pages/receptive_fields.py", title="Receptive fields", url_path="receptive_fields",
             icon=":material/center_focus_strong:"),

@@ -151,9 +151,11 @@ def test_impossible_input_shows_a_sentence_not_a_traceback(app_url, page):
 
 def test_compose_resnet18_se_then_layers_reload_and_download(app_url, page):
     """Issue 4's walk: compose resnet18 + SE + classification, read the count, visit Layers, reload, download."""
-    page.goto(f"{app_url}/")  # Compose is the default page, served at the root
+    page.goto(f"{app_url}/")  # the root forwards to Compose, the default page
     wait_until_idle(page)
     metric(page, "11,689,512").wait_for()  # resnet18 → classification, = torchvision's resnet18
+    # The address bar changes in place (no page load): /compose with the composition in ?spec=.
+    page.wait_for_function("() => location.pathname.endsWith('/compose') && location.search.includes('spec=')")
     page.get_by_role("combobox", name="Neck", exact=True).click()
     page.get_by_role("option", name="SE").click()
     wait_until_idle(page)
