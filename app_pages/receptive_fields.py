@@ -128,7 +128,7 @@ with c_img:
             image, waiting = samples["chelsea"], True
         else:
             try:
-                image = vis.read_image(upload.getvalue())
+                image = vis.read_image(upload.getvalue(), upload.name)
             except ValueError as e:
                 upload_error = str(e)
 with c_model:

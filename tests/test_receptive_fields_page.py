@@ -153,9 +153,10 @@ def test_read_image_accepts_png_and_refuses_the_rest():
     buf = io.BytesIO()
     Image.fromarray(sample_images()["chelsea"]).save(buf, format="PNG")
     assert read_image(buf.getvalue()).shape == (300, 451, 3)
-    for bad in (b"not an image", buf.getvalue()[:200]):
-        with pytest.raises(ValueError, match="PNG or JPEG"):
-            read_image(bad)
+    with pytest.raises(ValueError, match="upload is not an image this app can read; upload a PNG, JPEG"):
+        read_image(b"not an image")
+    with pytest.raises(ValueError, match="damaged or truncated"):
+        read_image(buf.getvalue()[:200])
     gif = io.BytesIO()
     Image.new("RGB", (8, 8)).save(gif, format="GIF")
     with pytest.raises(ValueError, match="GIF"):
@@ -205,7 +206,7 @@ def test_page_refuses_a_broken_upload():
     _clean(at)
     at.file_uploader(key="rf.upload").set_value(("cat.png", b"\x89PNG broken", "image/png")).run()
     _clean(at)
-    assert any("cannot be read as a PNG or JPEG" in e.value for e in at.error)
+    assert any("cat.png is not an image this app can read" in e.value for e in at.error)
     assert len(at.get("plotly_chart")) == 1  # the curve; no pictures of a file that is not one
 
     from PIL import Image

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import io
 import threading
-import warnings
 import weakref
 from fractions import Fraction
 from typing import Mapping, Optional
@@ -22,6 +20,8 @@ from typing import Mapping, Optional
 import numpy as np
 import pandas as pd
 import torch
+
+from .. import images as _images
 from torch import nn
 
 from ..analysis import GLOBAL, Analysis
@@ -33,15 +33,10 @@ __all__ = ["SAMPLE_IMAGES", "rf_curve", "stage_table", "rf_warnings", "theoretic
 MISSING = "—"  # a stage the model does not have
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MAX_IMAGE_PIXELS = 40_000_000  # an upload larger than this is refused before it is decoded
+MAX_IMAGE_PIXELS = _images.MAX_PIXELS  # an upload larger than this is refused before it is decoded
 
-# scikit-image's sample photos that ship inside the package (no download).
-SAMPLE_IMAGES = {
-    "chelsea": "Chelsea the cat",
-    "coffee": "a cup of coffee",
-    "astronaut": "astronaut Eileen Collins",
-    "rocket": "a rocket on the launch pad",
-}
+# scikit-image's sample photos that ship inside the package (no download): name -> title.
+SAMPLE_IMAGES = _images.SAMPLES
 
 
 def _num(v):
@@ -306,11 +301,11 @@ def effective_rf(model: nn.Module, node: str, image: torch.Tensor, unit: Optiona
 # -- images ----------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _samples() -> dict:
-    from skimage import data
+    from ..images import sample_image
 
     out = {}
     for name in SAMPLE_IMAGES:
-        img = np.ascontiguousarray(getattr(data, name)()[..., :3])
+        img = np.ascontiguousarray(np.asarray(sample_image(name)))
         img.setflags(write=False)
         out[name] = img
     return out
@@ -360,27 +355,9 @@ def to_input(img: np.ndarray, size: int, channels: int = 3) -> torch.Tensor:
     return ((t - mean) / std).unsqueeze(0)
 
 
-def read_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Decode an uploaded PNG / JPEG into uint8 H×W×3. Raises ValueError with a sentence for anything else
-    (not an image, truncated, another format, or more than ``max_pixels`` pixels)."""
-    from PIL import Image, UnidentifiedImageError
+def read_image(data: bytes, filename: str = "upload") -> np.ndarray:
+    """Decode an uploaded image into uint8 H×W×3 with `explorer.images.load_image` (formats, EXIF, size limits);
+    raises ImageError (a ValueError) with a sentence for anything it refuses."""
+    from ..images import load_image
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                if im.format not in ("PNG", "JPEG"):
-                    raise ValueError(f"This is a {im.format or 'unknown'} file; upload a PNG or JPEG photo.")
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ValueError(f"The image is {w}×{h} pixels, more than {max_pixels:,} allowed; "
-                                     "upload a smaller photo.")
-                im.load()
-                return np.asarray(im.convert("RGB"))
-    except ValueError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ValueError("The image is too large to decode safely; upload a smaller photo.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError):
-        raise ValueError("This file cannot be read as a PNG or JPEG image (it is broken, cut short or another "
-                         "kind of file). Upload a .png or .jpg photo.") from None
+    return np.asarray(load_image(data, filename))

@@ -1,0 +1,104 @@
+"""The digits sample data, the LeNet-5 digits recipe and the weights committed under assets/weights."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from explorer import catalog
+from explorer.samples import digits
+from explorer.train import evaluate, train_lenet_digits
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "assets" / "weights" / "lenet5_digits.safetensors"
+META = WEIGHTS.with_suffix(".json")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+def test_digits_shapes_and_values(data):
+    x, y, split = data
+    assert x.shape == (1797, 1, 32, 32) and x.dtype == torch.float32
+    assert y.shape == (1797,) and y.dtype == torch.int64
+    assert sorted(y.unique().tolist()) == list(range(10))
+    # [0, 1] normalised with mean 0.5 / std 0.5 → [-1, 1]; blank corners are exactly -1
+    assert x.min().item() == pytest.approx(-1.0) and x.max().item() <= 1.0 + 1e-6
+    assert torch.all(x[:, :, 0, 0] == -1.0)
+
+
+def test_split_is_stratified_80_20_and_disjoint(data):
+    _, y, split = data
+    train, test = split["train"], split["test"]
+    assert train.dtype == torch.int64 and test.dtype == torch.int64
+    assert (len(train), len(test)) == (1437, 360)
+    assert set(train.tolist()).isdisjoint(test.tolist())
+    assert set(train.tolist()) | set(test.tolist()) == set(range(1797))
+    test_counts = torch.bincount(y[test], minlength=10)
+    assert torch.all(test_counts > 0)
+    # stratified: each class's share of the test set is within one sample of its share of the whole set
+    expected = torch.bincount(y, minlength=10).double() * 360 / 1797
+    assert torch.all((test_counts.double() - expected).abs() <= 1.0)
+
+
+def test_digits_is_deterministic(data):
+    x, y, split = data
+    x2, y2, split2 = digits(0)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert torch.equal(split["train"], split2["train"]) and torch.equal(split["test"], split2["test"])
+    _, _, other = digits(1)
+    assert not torch.equal(split["test"], other["test"])
+
+
+def test_committed_checkpoint_loads_and_matches_its_json(data):
+    from safetensors.torch import load_file
+
+    assert WEIGHTS.is_file() and META.is_file()
+    assert WEIGHTS.stat().st_size < 400_000
+    meta = json.loads(META.read_text(encoding="utf-8"))
+    assert meta["model"] == "lenet5"
+    assert meta["dataset"] == "scikit-learn digits upsampled to 32×32"
+    assert meta["split"] == "stratified 80/20, seed 0"
+    assert meta["normalisation"] == "mean 0.5, std 0.5"
+    assert meta["samples"] == {"train": 1437, "test": 360}
+    assert isinstance(meta["epochs"], int) and meta["epochs"] >= 1
+
+    state = load_file(str(WEIGHTS))
+    assert all(torch.isfinite(v).all() for v in state.values())
+    model = catalog.build("lenet5")
+    model.load_state_dict(state, strict=True)
+    assert sum(p.numel() for p in model.parameters()) == 61_706
+
+    x, y, split = data
+    correct, _ = evaluate(model, x[split["test"]], y[split["test"]])
+    accuracy = correct / len(split["test"])
+    assert accuracy >= 0.95
+    assert math.isclose(accuracy, meta["test_accuracy"], rel_tol=0, abs_tol=1e-12)
+    assert correct == meta["test_correct"]
+
+
+def test_cli_unknown_recipe_exits_2_with_one_sentence():
+    result = subprocess.run(
+        [sys.executable, "-m", "explorer.train", "cats"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    message = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in message
+    assert len(message.splitlines()) == 1 and message.endswith(".")
+    assert "cats" in message and "lenet-digits" in message
+
+
+def test_one_epoch_training_reports_progress_and_learns():
+    rows = []
+    model, metrics = train_lenet_digits(epochs=1, seed=0, progress=rows.append)
+    assert len(rows) == 1 and rows[0]["epoch"] == 1 and math.isfinite(rows[0]["loss"])
+    assert metrics["epochs"] == 1 and metrics["samples"] == {"train": 1437, "test": 360}
+    assert metrics["test_accuracy"] > 0.5
+    assert not model.training
