@@ -31,13 +31,19 @@ class StageInfo:
 
 # -- backbone stages ---------------------------------------------------------------------------------------------
 @lru_cache(maxsize=256)
-def _catalog_stages(name: str, input_shape: tuple) -> tuple:
+def _catalog_analysis(name: str, input_shape: tuple):
+    """The catalog model's analysis at this input (shared by stage discovery and the frozen-stage check)."""
     from .analysis import AnalysisError, analyze
 
     try:
-        a = analyze(name, input_shape, training_memory=False)
+        return analyze(name, input_shape, training_memory=False)
     except AnalysisError as e:
         raise SpecError(str(e)) from None
+
+
+@lru_cache(maxsize=256)
+def _catalog_stages(name: str, input_shape: tuple) -> tuple:
+    a = _catalog_analysis(name, input_shape)
     out, prev = [], None
     for path in a.stage_paths():
         for sub in _resolution_runs(a, path):
@@ -142,9 +148,7 @@ def _is_any_stage(spec, name) -> bool:
     # Frozen stages may name any top-level stage of a catalog model, also ones not offered as outputs (bn1).
     if spec.backbone.is_custom:
         return False
-    from .analysis import analyze
-
-    return name in analyze(spec.backbone.name, spec.input.shape, training_memory=False).modules
+    return name in _catalog_analysis(spec.backbone.name, spec.input.shape).modules
 
 
 # -- the parts ---------------------------------------------------------------------------------------------------

@@ -50,10 +50,6 @@ def _shape_text(shape) -> str:
     return "×".join(str(s) for s in shape)
 
 
-def _forward(model: nn.Module, x: torch.Tensor):
-    return model(x)
-
-
 def analyze(model: Union[str, nn.Module], input_shape: Optional[tuple] = None,
             dtype: torch.dtype = torch.float32, *, training_memory: bool = True,
             device: str = "meta", **build_kwargs) -> Analysis:
@@ -85,7 +81,7 @@ def analyze(model: Union[str, nn.Module], input_shape: Optional[tuple] = None,
             x.normal_()
         rec = Recorder(net, x)
         with torch.no_grad(), rec:
-            _forward(net, x)
+            net(x)
         return rec
 
     try:
@@ -296,7 +292,7 @@ def _training_bytes(net: nn.Module, input_shape, dtype, device, notes) -> Option
             try:
                 with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack), \
                         (FastMetaMode() if device == "meta" else contextlib.nullcontext()):
-                    _forward(net, x)
+                    net(x)
             except ValueError:
                 continue  # BatchNorm on a 1×1 map refuses a batch of one in training mode
             if batch == 2:

@@ -254,13 +254,12 @@ class FieldTracker:
         o = _first_tensor(out)
         if o is None:
             return None
-        same = [t for t in tensors_in if tuple(t.shape) == tuple(o.shape)]
-        if same:
-            # Same shape in and out: treat as elementwise, and say so in the analysis notes.
-            self.assumed_pointwise[name] = self.assumed_pointwise.get(name, 0) + 1
+        # No rule of its own: said in the analysis notes. Same shape in and out is taken as elementwise;
+        # otherwise the field carries on but the layout is no longer followed.
+        self.assumed_pointwise[name] = self.assumed_pointwise.get(name, 0) + 1
+        if any(tuple(t.shape) == tuple(o.shape) for t in tensors_in):
             return self._pointwise(o, tensors_in)
         f = next(self.get(t) for t in tensors_in if self.get(t) is not None)
-        self.assumed_pointwise[name] = self.assumed_pointwise.get(name, 0) + 1
         return f.with_(dims=None)
 
 

@@ -33,14 +33,8 @@ def cached_analysis(name: str, c: int, h: int, w: int, dtype_name: str = "float3
     """``analyze`` once per (model, input, dtype) for all sessions; errors are raised, never cached."""
     if dtype_name not in DTYPES:
         raise AnalysisError(f"Unknown dtype '{dtype_name}'; choose one of {', '.join(DTYPES)}.")
-    try:
-        return analyze(name, (c, h, w), dtype=DTYPES[dtype_name])
-    except AssertionError as e:
-        # torchvision's ViT checks its input size with an assert, which analyze() does not turn into an
-        # AnalysisError (yet); a person asked for this size, so they get a sentence, not a traceback.
-        dc, dh, dw = catalog.info(name).input_size
-        raise AnalysisError(f"{name} cannot take a {c}×{h}×{w} input ({e}). Its default input is "
-                            f"{dc}×{dh}×{dw}.") from None
+    # analyze() turns every input it cannot take (ViT's size assert included) into an AnalysisError sentence.
+    return analyze(name, (c, h, w), dtype=DTYPES[dtype_name])
 
 
 @dataclasses.dataclass(frozen=True)
