@@ -37,6 +37,7 @@ seed("neck", spec.neck.kind)
 seed("head", spec.head.kind)
 seed("dtype", "float32")
 seed("batch", 1)
+seed("pretrained", spec.backbone.pretrained)
 
 
 def on_task():
@@ -74,6 +75,12 @@ with left:
 
     backbone = st.selectbox("Backbone", BACKBONES, key=K + "backbone", format_func=label, on_change=on_backbone,
                             help="Any catalog CNN, cut after the stages you choose, or a custom stack of blocks.")
+    pretrained = None
+    if backbone != "custom" and catalog.info(backbone).weights:
+        pretrained = st.checkbox(
+            f"Pretrained backbone ({catalog.info(backbone).weights})", key=K + "pretrained",
+            help="Feature maps, Explain and Predict load torchvision's weights into the backbone (downloaded once, "
+                 "when you ask); the neck and head start random.")
     c1, c2, c3 = st.columns(3)
     channels = c1.number_input("Channels", 1, 16, key=K + "channels")
     height = c2.number_input("Height (px)", 1, MAX_SIDE, key=K + "height")
@@ -132,6 +139,8 @@ with left:
             head[k] = int(box.number_input(k.replace("_", " ").capitalize(), 1, 100_000, value=int(value), key=wkey))
 
     bb = {"name": backbone}
+    if pretrained is not None:
+        bb["pretrained"] = pretrained
     if stages_rows is not None:
         bb["stages"] = stages_rows
     candidate = {"task": task, "input": {"channels": int(channels), "height": int(height), "width": int(width)},

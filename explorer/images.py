@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "load_image", "SAMPLES", "sample_image", "preprocess"]
+__all__ = ["ImageError", "load_image", "SAMPLES", "sample_image", "preprocess", "resize_crop_normalise"]
 
 MAX_BYTES = 20 * 1024 * 1024  # 20 MB
 MAX_PIXELS = 40_000_000  # width × height, checked from the header before decoding
@@ -220,13 +220,24 @@ def preprocess(image: Image.Image, model_name: str) -> tuple[torch.Tensor, str]:
         steps.append(f"normalise with {_stats(t.mean, t.std)}")
         return x, " → ".join(steps)
 
+    return resize_crop_normalise(image, (c, h, w), model_name=model_name)
+
+
+def resize_crop_normalise(image: Image.Image, shape: tuple, mean=None, std=None,
+                          model_name: str = "this model") -> tuple[torch.Tensor, str]:
+    """Any photo to a (1, C, H, W) input of ``shape`` (C, H, W): grey for one channel, the shorter side resized
+    to cover H×W, centre crop, scale to [0, 1], normalise (default: mean 0.5 / std 0.5 for one channel,
+    ImageNet statistics for three). Returns the tensor and a one-line description of the steps."""
+    c, h, w = (int(v) for v in shape)
+    if image.mode != "RGB":
+        image = _to_rgb(image)
     steps = []
     if c == 1:
         image = image.convert("L")
         steps.append("grayscale")
-        mean, std = (0.5,), (0.5,)
+        mean, std = mean or (0.5,), std or (0.5,)
     elif c == 3:
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
     else:
         raise ImageError(f"{model_name} takes {c} channels; a photo can only be fed to 1- or 3-channel models.")
     iw, ih = image.size

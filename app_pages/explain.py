@@ -1,0 +1,123 @@
+"""Explain: why the network says what it says — attributions (Grad-CAM, Integrated Gradients, Occlusion,
+Saliency, Guided Backprop, through captum) overlaid on the image, and the attention its SE / CBAM / spatial
+blocks pay (channel weights, spatial maps).
+
+Layout only: the model, weights and image come from `explorer.ui.inference`; maps from
+`explorer.vis.attribution` (on private copies of the shared model), charts from `explorer.vis.attention`.
+"""
+import numpy as np
+import streamlit as st
+import torch
+
+from explorer import ui
+from explorer.predict import predict
+from explorer.ui import inference
+from explorer.vis import attention as charts
+from explorer.vis import attribution
+
+esc = ui.md_escape
+SLOW = ("Integrated Gradients", "Occlusion")
+ABOUT = {
+    "Grad-CAM": "the target layer's maps weighted by the mean gradient of the class score (Selvaraju et al. 2017); "
+                "coarse, at the layer's resolution",
+    "Integrated Gradients": "gradients summed along the path from a black image to this one (Sundararajan et al. "
+                            "2017); runs the network once per step",
+    "Occlusion": "how much the class score drops when a grey square hides each part of the image (Zeiler & Fergus "
+                 "2014); runs the network once per position",
+    "Saliency": "the absolute gradient of the class score with respect to each pixel (Simonyan et al. 2014)",
+    "Guided Backprop": "the gradient with negative signals stopped at every ReLU (Springenberg et al. 2015)",
+}
+
+st.header("Explain", anchor=False)
+st.markdown("Which pixels made the network decide, and what its attention blocks weighted.")
+
+choice = inference.model_choice()
+loaded = inference.loaded_model(choice)
+inference.weights_badge(loaded)
+images = inference.input_images(choice, "explain", multiple=False)
+if not images:
+    st.info("Pick a sample or upload an image above.", icon=":material/image:")
+    st.stop()
+image = images[0]
+shown = image.shown()
+
+tab_attr, tab_att = st.tabs(["Attributions", "Attention"])
+
+with tab_attr:
+    if choice.task != "classification":
+        st.info(f"Attributions explain a class score; this {choice.task} network has none. The Attention tab "
+                "works for every network.", icon=":material/info:")
+    else:
+        scores = predict(loaded.model, image.x, task="classification").probabilities[0]
+        predicted = int(scores.argmax())
+        c_method, c_target, c_layer = st.columns([1.4, 1.6, 2])
+        with c_method:
+            method = st.selectbox("Method", attribution.METHODS, key="w.explain.method")
+        with c_target:
+            order = [predicted] + [i for i in torch.argsort(scores, descending=True).tolist() if i != predicted][:49]
+            target = st.selectbox("Explain the class", order, key="w.explain.target",
+                                  format_func=lambda i: f"{loaded.label_of(i)} ({float(scores[i]):.1%})"
+                                  + (" — predicted" if i == predicted else ""),
+                                  help="The predicted class, or any of the 50 most likely ones.")
+        with c_layer:
+            layer = None
+            if method == "Grad-CAM":
+                default = inference.default_cam_layer(loaded)
+                _, spatial = inference.layer_choices(loaded)
+                paths = [p for p, _ in spatial]
+                key = f"w.explain.layer.{loaded.cache_key}"
+                if st.session_state.get(key) not in paths:
+                    st.session_state[key] = default if default in paths else paths[-1]
+                layer = st.selectbox("Target layer", paths, key=key,
+                                     help="Default: the last layer of the backbone that still has a spatial map.")
+        c_steps, c_win, c_op = st.columns(3)
+        steps, window = 32, None
+        if method == "Integrated Gradients":
+            steps = c_steps.slider("Steps", 8, 128, 32, 8, key="w.explain.steps")
+        if method == "Occlusion":
+            side = min(image.x.shape[-2:])
+            window = c_win.slider("Window (px)", 2, max(4, side // 2), max(2, side // 8), key="w.explain.window")
+        opacity = c_op.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="w.explain.opacity")
+
+        bar = st.progress(0.0, text=f"{method}…") if method in SLOW else None
+        progress = (lambda f: bar.progress(min(max(f, 0.0), 1.0), text=f"{method}… {f:.0%}")) if bar else None
+        try:
+            heat = inference.cached_attribution(loaded, image, method, target, layer, steps, window, progress)
+        except ValueError as e:
+            st.error(esc(str(e)), icon=":material/error:")
+            st.stop()
+        if bar:
+            bar.empty()
+        c1, c2, c3 = st.columns(3)
+        c1.image(shown, caption=f"The input: {image.name}", width="stretch")
+        c2.image(attribution.overlay(shown, heat, opacity), caption=f"{method} for {loaded.label_of(target)}",
+                 width="stretch")
+        c3.image(attribution.overlay(np.zeros_like(shown), heat, 1.0), caption="The map alone (blue 0 → red 1)",
+                 width="stretch")
+        st.caption(esc(f"{method}: {ABOUT[method]}." + (f" Target layer {layer}." if layer else "")))
+
+with tab_att:
+    entries = attribution.attention_maps(loaded.model, image.x)
+    if not entries:
+        st.info("This network has no SE, CBAM or spatial-attention block. Add one on Compose (neck SE / CBAM / "
+                "spatial, or SE / CBAM blocks in a custom stack), or pick a model that has them "
+                "(mobilenet_v3, efficientnet, regnet_y).", icon=":material/info:")
+    else:
+        overview = charts.gates_overview_figure(entries)
+        if overview is not None:
+            st.markdown(f"**Channel weights of every attention block** ({len(entries)} blocks): the gate each "
+                        "channel is multiplied by, from the pooled features of this image.")
+            st.plotly_chart(overview, key="explain.overview", config={"displayModeBar": False})
+        labels = {i: f"{e['path']} · {e['kind']}" for i, e in enumerate(entries)}
+        pick = st.selectbox("Block", list(labels), format_func=labels.get, key="w.explain.block")
+        entry = entries[pick]
+        c_ch, c_sp = st.columns(2)
+        if entry.get("channel") is not None:
+            c_ch.plotly_chart(charts.channel_weights_figure(entry["channel"], f"{entry['path']}: channel weights"),
+                              key="explain.channel", config={"displayModeBar": False})
+        if entry.get("spatial") is not None:
+            opacity = c_sp.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="w.explain.att_opacity")
+            c_sp.image(attribution.overlay(shown, entry["spatial"], opacity),
+                       caption=f"{entry['path']}: spatial attention map "
+                               f"({'×'.join(map(str, entry['spatial'].shape))}, resized to the image)",
+                       width="stretch")

@@ -1,0 +1,209 @@
+"""Which network the Feature maps, Explain and Predict pages run, as plain data.
+
+Three kinds, one interface (`ModelChoice`):
+
+* ``composition`` — what the person built on Compose (``key`` is the spec JSON);
+* ``catalog`` — a catalog model whole, as published (``key`` is its name), so pretrained ImageNet weights give
+  real class names;
+* ``ready`` — a model that ships trained with the app (``key`` is a `weights.READY_MODELS` name: LeNet-5 on the
+  digits), so predictions, feature maps and Grad-CAM mean something without any download.
+
+A choice knows its input shape, task, class names, how to turn a photo into an input, which layers have maps,
+and builds its model (random weights, or the ready model's trained ones); the UI caches what it builds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from . import catalog
+from .images import ImageError, preprocess, resize_crop_normalise
+from .spec import ArchitectureSpec
+
+__all__ = ["ModelChoice", "KINDS", "feature_layers", "digit_samples", "digit_input", "digit_image"]
+
+KINDS = ("composition", "catalog", "ready")
+
+
+@functools.lru_cache(maxsize=64)
+def _spec(spec_json: str) -> ArchitectureSpec:
+    return ArchitectureSpec.from_json(spec_json)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    kind: str  # one of KINDS
+    key: str  # spec JSON | catalog name | ready-model name
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}.")
+
+    # -- what it is --------------------------------------------------------------------------------------------
+    @property
+    def spec(self) -> ArchitectureSpec | None:
+        return _spec(self.key) if self.kind == "composition" else None
+
+    @property
+    def ready(self):
+        from .weights import READY_MODELS
+
+        return READY_MODELS[self.key] if self.kind == "ready" else None
+
+    @property
+    def catalog_name(self) -> str | None:
+        """The catalog model whose whole architecture this is (None for a composition)."""
+        if self.kind == "catalog":
+            return self.key
+        if self.kind == "ready":
+            return self.ready.catalog_name
+        return None
+
+    @property
+    def backbone_name(self) -> str | None:
+        """The catalog model whose published weights fit (all of it, or the composition's backbone)."""
+        if self.kind == "composition":
+            return None if self.spec.backbone.is_custom else self.spec.backbone.name
+        return self.key if self.kind == "catalog" else None
+
+    @property
+    def title(self) -> str:
+        if self.kind == "composition":
+            return self.spec.summary()
+        if self.kind == "ready":
+            return self.ready.title
+        return self.key
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        if self.kind == "composition":
+            return tuple(self.spec.input.shape)
+        return tuple(int(v) for v in catalog.info(self.catalog_name).input_size)
+
+    @property
+    def task(self) -> str:
+        return self.spec.task if self.kind == "composition" else "classification"
+
+    @property
+    def num_classes(self) -> int | None:
+        if self.kind == "composition":
+            return self.spec.head.settings.get("num_classes")
+        return int(catalog.info(self.catalog_name).num_classes)
+
+    def labels(self, pretrained: bool = False) -> list[str] | None:
+        """Class names: the ready model's, or the published weights' when they are loaded; else None."""
+        if self.kind == "ready":
+            return list(self.ready.classes)
+        if self.kind == "catalog" and pretrained:
+            from .weights import categories
+
+            return categories(self.key)
+        return None
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image) -> tuple[torch.Tensor, str]:
+        """A photo as this model's (1, C, H, W) input, and the steps taken, in one line."""
+        if self.kind == "catalog":
+            return preprocess(image, self.key)
+        if self.kind == "ready":
+            return _digit_preprocess(image)
+        c, h, w = self.input_shape
+        mean = std = None
+        name = self.backbone_name
+        if name and catalog.info(name).weights and c == 3:
+            import torchvision
+
+            t = torchvision.models.get_weight(catalog.info(name).weights).transforms()
+            mean, std = tuple(t.mean), tuple(t.std)
+        return resize_crop_normalise(image, (c, h, w), mean, std, model_name="This composition")
+
+    # -- the model ---------------------------------------------------------------------------------------------
+    def build(self) -> nn.Module:
+        """The model in eval mode with gradients off (ready to share between sessions): random weights, except
+        the ready model's trained ones."""
+        if self.kind == "composition":
+            from .compose import build
+
+            model = build(self.spec)
+        elif self.kind == "ready":
+            from .weights import ready_model
+
+            model = ready_model(self.key)
+        else:
+            model = catalog.build(self.key)
+        return model.eval().requires_grad_(False)
+
+
+def feature_layers(choice: ModelChoice, model: nn.Module) -> tuple[list[tuple[str, tuple]], list[tuple[str, tuple]]]:
+    """(stages, layers) with a spatial map (C×H×W output), each as (module path, output shape), forward order.
+
+    Stages are what a person picks first; every layer with a map comes on expand. Shapes come from one forward of
+    a private copy of ``model`` (`explorer.vis.features.spatial_layers`), which also sees the stages of a
+    graph-traced backbone (whose containers never run a forward of their own, so the meta analysis lacks them)."""
+    from .vis.features import spatial_layers
+
+    layers = spatial_layers(model, choice.input_shape)
+    if choice.kind == "composition":
+        from .compose import backbone_stages
+
+        wanted = [f"backbone.body.{s.name}" for s in backbone_stages(choice.spec)] + ["neck", "head"]
+    else:
+        from .analysis import analyze
+
+        wanted = analyze(catalog.build_meta(choice.catalog_name), choice.input_shape,
+                         training_memory=False).stage_paths()
+    shapes = dict(layers)
+    stages = [(p, shapes[p]) for p in wanted if p in shapes and len(shapes[p]) == 3]
+    return stages, [(p, s) for p, s in layers if len(s) == 3]
+
+
+# -- the digits (for the ready LeNet-5) --------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _digits():
+    from .samples import digits
+
+    return digits()
+
+
+def digit_samples(count: int = 40) -> list[tuple[int, int]]:
+    """(index into the data set, true label) of the first ``count`` held-out digits (never seen in training)."""
+    x, y, split = _digits()
+    return [(int(i), int(y[i])) for i in split["test"][:count]]
+
+
+def digit_input(index: int) -> tuple[torch.Tensor, int]:
+    """Held-out digit ``index`` exactly as in training (1×1×32×32) and its true label."""
+    x, y, _ = _digits()
+    return x[index:index + 1].clone(), int(y[index])
+
+
+def digit_image(index: int) -> Image.Image:
+    """Held-out digit ``index`` as a 32×32 grey picture (white ink on black, as the model was trained)."""
+    x, _, _ = _digits()
+    a = ((x[index, 0].numpy() * 0.5 + 0.5) * 255).round().clip(0, 255).astype(np.uint8)
+    return Image.fromarray(a, "L").convert("RGB")
+
+
+def _digit_preprocess(image: Image.Image) -> tuple[torch.Tensor, str]:
+    """A photo of a digit as LeNet-5's input: grey, light ink on a dark ground (inverted if the ground is
+    light, as on paper), resized to 32×32, normalised as the training digits."""
+    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    if grey.size == 0:
+        raise ImageError("The image has no pixels; upload a photo of one digit.")
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    steps = ["grayscale"]
+    if float(np.median(border)) > 0.5:  # dark ink on light paper: the training digits are the other way round
+        grey = 1.0 - grey
+        steps.append("inverted (the training digits are light on dark)")
+    x = torch.from_numpy(grey)[None, None]
+    if tuple(x.shape[-2:]) != (32, 32):
+        x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+        steps.append("resize to 32×32 (bilinear)")
+    x = (x.clamp(0, 1) - 0.5) / 0.5
+    steps.append("normalise with mean 0.5 / std 0.5")
+    return x.float(), " → ".join(steps)

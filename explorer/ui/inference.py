@@ -1,0 +1,374 @@
+"""Streamlit glue for the pages that run a network (Feature maps, Explain, Predict): which model, which weights,
+which images — shared by the three pages, kept in session state and the URL (``?source=``), so switching pages
+loses nothing.
+
+Models are cached for every session (``st.cache_resource``) keyed by what they are and which weights they hold;
+they are in eval mode with gradients off and are never changed afterwards (the `explorer.vis` and
+`explorer.predict` functions work on private copies where they need hooks).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pandas as pd
+import streamlit as st
+import torch
+from PIL import Image
+from torch import nn
+
+from .. import catalog, weights
+from ..images import SAMPLES, ImageError, load_image, sample_image
+from ..model_choice import ModelChoice, digit_image, digit_input, digit_samples, feature_layers
+from ..spec import SpecError
+from .composition import current_spec, set_spec
+from .format import md_escape
+from .state import current_selection
+
+__all__ = ["LoadedModel", "InputImage", "model_choice", "loaded_model", "input_images", "layer_choices"]
+
+READY = "lenet5_digits"
+SOURCES = ("composition", "catalog", READY)
+_SOURCE, _SOURCE_READ, W_SOURCE = "run.source", "run.source_read", "w.run.source"
+_UPLOADS = "run.weights"  # choice id -> (file name, sha256, bytes): the person's uploaded weights
+_IMAGES = "run.images"  # file_id -> (file name, picture): the person's uploaded photos
+_IMAGE_ERRORS = "run.image_errors"
+_PRETRAINED = "run.pretrained"  # use downloaded weights for a catalog model
+MAX_KEPT_SIDE = 1024  # uploaded photos are kept at most this size (preprocessing crops to ≤ 518 anyway)
+
+
+# -- which model ---------------------------------------------------------------------------------------------------
+def _source_label(source: str) -> str:
+    if source == "composition":
+        return f"Your composition: {current_spec().summary()}"
+    if source == "catalog":
+        return f"Catalog model: {current_selection().model} (as published)"
+    ready = weights.READY_MODELS[source]
+    return f"Ready: {ready.title} ({ready.accuracy:.1%} on held-out digits)"
+
+
+def _on_source_change() -> None:
+    st.session_state[_SOURCE] = st.session_state[W_SOURCE]
+    st.query_params["source"] = st.session_state[W_SOURCE]
+
+
+def model_choice() -> ModelChoice:
+    """The radio "which network runs" (shared by the three pages) and the choice it stands for."""
+    if not st.session_state.get(_SOURCE_READ):  # the link decides on a session's first run
+        st.session_state[_SOURCE_READ] = True
+        asked = st.query_params.get("source")
+        st.session_state[_SOURCE] = asked if asked in SOURCES else "composition"
+        if asked and asked not in SOURCES:
+            st.error(md_escape(f"The link asks for source={asked!r}, which is not one of {', '.join(SOURCES)}; "
+                               "showing your composition."), icon=":material/link_off:")
+    source = st.session_state[_SOURCE]
+    if st.query_params.get("source") != source:
+        st.query_params["source"] = source
+    if st.session_state.get(W_SOURCE) != source:
+        st.session_state[W_SOURCE] = source
+    labels = {s: _source_label(s) for s in SOURCES}  # computed now: format_func may run outside this run
+    st.radio("Network", SOURCES, key=W_SOURCE, format_func=labels.get, on_change=_on_source_change,
+             horizontal=True, help="Your composition from Compose; the model picked on Layers, whole, as "
+                                   "torchvision publishes it; or a model that ships trained with the app.")
+    if source == "composition":
+        return ModelChoice("composition", current_spec().to_json())
+    if source == "catalog":
+        return ModelChoice("catalog", current_selection().model)
+    return ModelChoice("ready", source)
+
+
+@st.cache_data(show_spinner="Finding the layers with feature maps…", max_entries=64)
+def _layers(model_key: str, _choice: ModelChoice, _model: nn.Module):
+    return feature_layers(_choice, _model)
+
+
+def layer_choices(loaded: "LoadedModel") -> tuple[list[tuple[str, tuple]], list[tuple[str, tuple]]]:
+    """(stages, every layer) with a spatial map, as (module path, C×H×W), cached per network."""
+    return _layers(loaded.cache_key, _choice=loaded.choice, _model=loaded.model)
+
+
+# -- which weights ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class LoadedModel:
+    choice: ModelChoice
+    model: nn.Module  # shared: never train, hook or move it
+    weights_key: str  # "random" | "trained" | "pretrained" | "upload:<sha256>" (part of every cache key)
+    label: str  # what the page shows, e.g. "untrained (random weights)"
+    trained: bool
+    labels: list[str] | None  # class names
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.choice.kind}|{self.choice.key}|{self.weights_key}"
+
+    def label_of(self, index: int) -> str:
+        return self.labels[index] if self.labels and 0 <= index < len(self.labels) else f"class {index}"
+
+
+@st.cache_resource(show_spinner="Building the model…", max_entries=12)
+def _model(kind: str, key: str, weights_key: str, _data: bytes | None = None, _filename: str = "") -> nn.Module:
+    choice = ModelChoice(kind, key)
+    model = choice.build()
+    if weights_key == "pretrained":
+        if kind == "catalog":
+            weights.load_pretrained(model, key)
+        else:
+            weights.load_pretrained_backbone(model, choice.spec)
+    elif weights_key.startswith("upload:"):
+        weights.load_weights(model, _data, _filename)
+    return model.eval().requires_grad_(False)
+
+
+def _choice_id(choice: ModelChoice) -> str:
+    return f"{choice.kind}:{hashlib.sha1(choice.key.encode()).hexdigest()[:16]}"
+
+
+def _mismatch_table(err: weights.WeightsError) -> None:
+    if err.mismatches:
+        st.dataframe(pd.DataFrame([dataclasses.asdict(m) for m in err.mismatches]), hide_index=True,
+                     width="stretch", height=min(400, 38 + 35 * len(err.mismatches)))
+
+
+def _download(name: str) -> None:
+    bar = st.progress(0.0, text=f"Downloading {name}'s weights…")
+
+    def progress(done: int, total: int) -> None:
+        frac = done / total if total else 0.0
+        bar.progress(min(frac, 1.0), text=f"Downloading {name}'s weights… {done / 2**20:.1f} of "
+                                          f"{total / 2**20:.1f} MB")
+
+    try:
+        weights.download_pretrained(name, progress=progress)
+    except weights.WeightsError as e:
+        bar.empty()
+        st.session_state["run.download_error"] = str(e)
+    else:
+        bar.progress(1.0, text="Downloaded.")
+        st.session_state.pop("run.download_error", None)
+
+
+def _pretrained_controls(choice: ModelChoice) -> bool:
+    """The "use pretrained weights" switch for this choice; True when they are wanted."""
+    name = choice.backbone_name
+    if not name or weights.weights_entry(name) is None:
+        return False
+    what = "backbone" if choice.kind == "composition" else "weights"
+    if choice.kind == "composition":
+        wanted = st.toggle(f"Pretrained {what} ({catalog.info(name).weights})", value=choice.spec.backbone.pretrained,
+                           key=f"w.run.pretrained.{_choice_id(choice)}",
+                           help="Part of the composition (also on Compose); the neck and head keep random weights.")
+        if wanted != choice.spec.backbone.pretrained:
+            set_spec(current_spec().replace(backbone={**current_spec().to_dict()["backbone"], "pretrained": wanted}))
+            st.rerun()
+    else:
+        wanted = st.toggle(f"Pretrained weights ({catalog.info(name).weights})",
+                           value=st.session_state.get(_PRETRAINED, True), key=f"w.run.pretrained.{name}")
+        st.session_state[_PRETRAINED] = wanted
+    if wanted and weights.cached_path(name) is None:
+        if st.button(f"Download {name}'s pretrained weights", icon=":material/download:",
+                     key=f"w.run.download.{name}", help="Into torchvision's cache; the only thing the app downloads."):
+            _download(name)
+            if weights.cached_path(name) is not None:
+                st.rerun()
+        if st.session_state.get("run.download_error"):
+            st.error(md_escape(st.session_state["run.download_error"]), icon=":material/cloud_off:")
+        else:
+            st.caption(md_escape(weights.offline_hint(name)))
+    return wanted
+
+
+def _upload_controls(choice: ModelChoice) -> None:
+    cid = _choice_id(choice)
+    up = st.file_uploader("Upload weights for this network (.safetensors, or .pt / .pth saved from state_dict)",
+                          type=["safetensors", "pt", "pth", "bin"], key=f"w.run.upload.{cid}",
+                          help="Loaded with strict=True into the model the explorer builds; .pt files only with "
+                               "weights_only=True (no code is run).")
+    if up is not None and st.session_state.get("run.upload_seen") != (cid, up.file_id):
+        st.session_state["run.upload_seen"] = (cid, up.file_id)
+        data = up.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            _model(choice.kind, choice.key, f"upload:{digest}", _data=data, _filename=up.name)
+        except weights.WeightsError as e:
+            st.session_state["run.upload_error"] = (cid, str(e), e)
+        else:
+            st.session_state.setdefault(_UPLOADS, {})[cid] = (up.name, digest, data)
+            st.session_state.pop("run.upload_error", None)
+    error = st.session_state.get("run.upload_error")
+    if error and error[0] == cid:
+        st.error(md_escape(error[1]), icon=":material/error:")
+        _mismatch_table(error[2])
+    kept = st.session_state.get(_UPLOADS, {}).get(cid)
+    if kept and st.button(f"Stop using {kept[0]}", key=f"w.run.forget.{cid}"):
+        st.session_state[_UPLOADS].pop(cid, None)
+        st.rerun()
+
+
+def loaded_model(choice: ModelChoice) -> LoadedModel:
+    """The weights panel (an expander headed by what the model holds) and the cached model it yields."""
+    cid = _choice_id(choice)
+    name = choice.backbone_name
+    with st.expander("Weights", expanded=False, icon=":material/tune:") as box:
+        wanted = _pretrained_controls(choice)
+        _upload_controls(choice)
+    kept = st.session_state.get(_UPLOADS, {}).get(cid)
+    if kept:
+        filename, digest, data = kept
+        try:
+            model = _model(choice.kind, choice.key, f"upload:{digest}", _data=data, _filename=filename)
+        except weights.WeightsError as e:  # evicted from the cache and no longer loads: say so, keep going
+            st.error(md_escape(str(e)), icon=":material/error:")
+        else:
+            return LoadedModel(choice, model, f"upload:{digest}", f"uploaded weights: {filename}", True,
+                               choice.labels(pretrained=False))
+    if wanted and weights.cached_path(name) is not None:
+        try:
+            model = _model(choice.kind, choice.key, "pretrained")
+        except weights.WeightsError as e:
+            box.error(md_escape(str(e)), icon=":material/error:")
+        else:
+            whole = choice.kind == "catalog"
+            label = (f"pretrained: {catalog.info(name).weights}" if whole else
+                     f"pretrained backbone ({catalog.info(name).weights}); neck and head untrained")
+            return LoadedModel(choice, model, "pretrained", label, whole, choice.labels(pretrained=whole))
+    if choice.kind == "ready":
+        return LoadedModel(choice, _model(choice.kind, choice.key, "trained"), "trained",
+                           f"trained: {choice.ready.path.name}", True, choice.labels())
+    return LoadedModel(choice, _model(choice.kind, choice.key, "random"), "random", "untrained (random weights)",
+                       False, None)
+
+
+def weights_badge(loaded: LoadedModel) -> None:
+    """One line under the network choice: what the weights are; a warning colour when they are random."""
+    text = md_escape(f"Weights: {loaded.label}")
+    if loaded.trained:
+        st.caption(f":green-badge[:material/check: trained] {text}")
+    else:
+        st.caption(f":orange-badge[:material/warning: untrained] {text} — outputs, maps and attributions show what "
+                   "random weights do; open **Weights** to download or upload trained ones, or pick the ready "
+                   "LeNet-5.")
+
+
+# -- which images ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class InputImage:
+    name: str
+    picture: Image.Image  # what the person sees (RGB)
+    x: torch.Tensor  # (1, C, H, W), the model's own preprocessing applied
+    steps: str  # the preprocessing, in one line
+    truth: str | None = None  # the known label (held-out digits)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha1(self.x.numpy().tobytes()).hexdigest()
+
+    def shown(self) -> "np.ndarray":
+        """The model's input as the person should see it (H×W×3 uint8): the crop, without the normalisation."""
+        import numpy as np
+
+        x = self.x[0].float()
+        lo, hi = float(x.min()), float(x.max())
+        a = ((x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)).permute(1, 2, 0).numpy()
+        a = (a * 255).round().astype(np.uint8)
+        return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
+
+
+def _on_upload(key: str) -> None:
+    files = st.session_state.get(key) or []
+    kept, errors = {}, []
+    old = st.session_state.get(_IMAGES, {})
+    for f in files:
+        if f.file_id in old:
+            kept[f.file_id] = old[f.file_id]
+            continue
+        try:
+            picture = load_image(f.getvalue(), f.name)
+        except ImageError as e:
+            errors.append(str(e))
+            continue
+        picture.thumbnail((MAX_KEPT_SIDE, MAX_KEPT_SIDE))
+        kept[f.file_id] = (f.name, picture)
+    st.session_state[_IMAGES] = kept
+    st.session_state[_IMAGE_ERRORS] = errors
+
+
+def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[InputImage]:
+    """Sample pictures (held-out digits for the digit model, scikit-image's photos otherwise) and the person's
+    uploads, each with the model's own preprocessing; a file that cannot be used gets its sentence."""
+    pictures: list[tuple[str, Image.Image, str | None, torch.Tensor | None]] = []
+    c_pick, c_up = st.columns([1, 1])
+    with c_pick:
+        if choice.kind == "ready":
+            samples = digit_samples()
+            labels = {i: f"held-out digit #{i} (a {y})" for i, y in samples}
+            default = [samples[0][0]] if not multiple else [i for i, _ in samples[:8]]
+            picked = (st.multiselect("Digits", list(labels), default=default, format_func=labels.get,
+                                     key=f"w.{page}.digits") if multiple else
+                      [st.selectbox("Digit", list(labels), format_func=labels.get, key=f"w.{page}.digit")])
+            for i in picked:
+                x, y = digit_input(i)
+                pictures.append((labels[i], digit_image(i), str(y), x))
+        else:
+            names = list(SAMPLES)
+            picked = (st.multiselect("Sample photos", names, default=["chelsea"], format_func=SAMPLES.get,
+                                     key=f"w.{page}.samples") if multiple else
+                      [st.selectbox("Sample photo", names, format_func=SAMPLES.get, key=f"w.{page}.sample")])
+            pictures += [(SAMPLES[n], sample_image(n), None, None) for n in picked if n]
+    with c_up:
+        key = f"w.{page}.upload"
+        st.file_uploader("Upload images (PNG, JPEG, WebP, BMP, TIFF)", type=None, accept_multiple_files=True,
+                         key=key, on_change=_on_upload, args=(key,),
+                         help="Several at once; up to 20 MB and 40 million pixels each. Kept while you switch pages.")
+        kept = st.session_state.get(_IMAGES, {})
+        if kept and not st.session_state.get(key):
+            st.caption(md_escape("Uploaded earlier: " + ", ".join(n for n, _ in kept.values())))
+            if st.button("Remove uploaded images", key=f"w.{page}.clear"):
+                st.session_state[_IMAGES] = {}
+                st.rerun()
+    for msg in st.session_state.get(_IMAGE_ERRORS, []):
+        st.error(md_escape(msg), icon=":material/broken_image:")
+    pictures += [(name, picture, None, None) for name, picture in st.session_state.get(_IMAGES, {}).values()]
+
+    out = []
+    for name, picture, truth, x in pictures:
+        if x is not None:
+            out.append(InputImage(name, picture, x, "a held-out digit as in training: 8×8 upsampled to 32×32, "
+                                                    "normalised with mean 0.5 / std 0.5", truth))
+            continue
+        try:
+            x, steps = choice.preprocess(picture)
+        except (ImageError, SpecError) as e:
+            st.error(md_escape(f"{name}: {e}"), icon=":material/broken_image:")
+            continue
+        out.append(InputImage(name, picture, x, steps, truth))
+    if not multiple:
+        out = out[-1:]  # the newest upload, else the chosen sample
+    return out
+
+
+# -- cached attributions ---------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=128)
+def _attribution(model_key: str, image_digest: str, method: str, target: int | None, layer: str | None,
+                 steps: int, window: int | None, _model: nn.Module, _x: torch.Tensor, _progress=None):
+    from ..vis.attribution import attribute
+
+    return attribute(_model, _x, method, target=target, layer=layer, progress=_progress, steps=steps, window=window)
+
+
+def cached_attribution(loaded: LoadedModel, image: InputImage, method: str, target: int | None, layer: str | None,
+                       steps: int = 32, window: int | None = None, progress=None) -> torch.Tensor:
+    """The (H, W) attribution map in [0, 1], computed once per model, weights, image and setting for everyone."""
+    return _attribution(loaded.cache_key, image.digest, method, target, layer, steps, window,
+                        _model=loaded.model, _x=image.x, _progress=progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _default_layer(model_key: str, shape: tuple, _model: nn.Module) -> str:
+    from ..vis.attribution import default_target_layer
+
+    return default_target_layer(_model, shape)
+
+
+def default_cam_layer(loaded: LoadedModel) -> str:
+    """Grad-CAM's default target: the last spatial layer of the backbone."""
+    return _default_layer(loaded.cache_key, tuple(loaded.choice.input_shape), _model=loaded.model)

@@ -1,0 +1,205 @@
+"""Feature maps, Explain and Predict pages (AppTest): the ready LeNet-5 predicts held-out digits right, uploads of
+images and weights work or say why not, pretrained weights are found where torchvision keeps them."""
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save
+from streamlit.testing.v1 import AppTest
+
+from explorer import catalog
+from explorer.model_choice import digit_samples
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+LENET_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "weights" / "lenet5_digits.safetensors"
+
+
+def open_page(page: str, **params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    _clean(at)
+    return at
+
+
+def _clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def photo() -> bytes:
+    rng = np.random.default_rng(0)
+    return png_bytes(rng.integers(0, 255, (180, 240, 3), dtype=np.uint8))
+
+
+def markdown(at) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+# -- Predict ---------------------------------------------------------------------------------------------------
+def test_predict_ready_lenet_gets_a_held_out_digit_right():
+    at = open_page("predict", source="lenet5_digits")
+    index, label = digit_samples()[3]
+    at.multiselect(key="w.predict.digits").set_value([index]).run()
+    _clean(at)
+    text = markdown(at)
+    assert f"**{label}** · " in text and "✓" in text, text
+    assert "**1 of 1** held-out digits classified correctly." in text
+    assert any("trained" in c.value and "lenet5_digits.safetensors" in c.value.replace("\\", "") for c in at.caption)
+    labels = [m.label for m in at.metric]
+    assert labels == ["Device", "Latency per image", "Throughput"]
+    assert at.metric[0].value.startswith("CPU")
+    assert at.metric[1].value.endswith(" ms") and at.metric[2].value.endswith("images/s")
+
+
+def test_predict_eight_held_out_digits():
+    at = open_page("predict", source="lenet5_digits")
+    # The default is the first eight held-out digits; LeNet-5 gets at least seven of them (98.9 % overall).
+    right = [int(line.split("**")[1].split(" of ")[0]) for line in markdown(at).splitlines()
+             if "held-out digits classified correctly" in line]
+    assert right and right[0] >= 7
+    assert len(at.get("plotly_chart")) == 8
+
+
+def test_predict_uploaded_photo_with_the_untrained_composition():
+    at = open_page("predict")
+    at.multiselect(key="w.predict.samples").set_value([]).run()
+    at.file_uploader(key="w.predict.upload").set_value(("noise.png", photo(), "image/png")).run()
+    _clean(at)
+    assert any("untrained" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1  # one image, one top-5 chart
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(chart["data"][0]["y"]) == 5
+    assert any(c.value.startswith("Preprocessing: resize shorter side to 224") for c in at.caption)
+
+
+def test_predict_refuses_a_broken_image_and_keeps_the_samples():
+    at = open_page("predict")
+    at.file_uploader(key="w.predict.upload").set_value(("cat.png", b"\x89PNG broken", "image/png")).run()
+    _clean(at)
+    assert any("cat.png is not an image this app can read" in e.value for e in at.error)
+    assert len(at.get("plotly_chart")) == 1  # chelsea the cat still predicted
+
+
+def test_predict_detection_composition_draws_boxes():
+    spec = {"task": "detection", "input": {"channels": 3, "height": 128, "width": 128},
+            "backbone": {"name": "resnet18"}, "neck": {"kind": "fpn"}, "head": {"kind": "yolo"}}
+    from explorer.spec import ArchitectureSpec
+
+    at = open_page("predict", spec=ArchitectureSpec.from_dict(spec).to_url())
+    _clean(at)
+    at.slider(key="w.predict.threshold").set_value(0.0).run()
+    _clean(at)
+    assert any("boxes scoring ≥ 0.00" in m.value for m in at.markdown)
+
+
+# -- weights -----------------------------------------------------------------------------------------------------
+def test_uploaded_weights_make_the_catalog_lenet_a_digit_reader():
+    at = open_page("predict", source="catalog", model="lenet5")
+    assert any("untrained" in c.value for c in at.caption)
+    up = [u for u in at.get("file_uploader") if "weights" in u.proto.label.lower()][0]
+    at.file_uploader(key=up.key).set_value(("lenet5_digits.safetensors", LENET_WEIGHTS.read_bytes(),
+                                            "application/octet-stream")).run()
+    _clean(at)
+    assert any("uploaded weights: lenet5_digits.safetensors" in c.value.replace("\\", "") for c in at.caption)
+
+
+def test_wrong_architecture_weights_show_the_mismatch_table():
+    at = open_page("predict", source="catalog", model="lenet5")
+    wrong = save({k: v for k, v in catalog.build("resnet18").state_dict().items() if k.startswith("layer1.0")})
+    up = [u for u in at.get("file_uploader") if "weights" in u.proto.label.lower()][0]
+    at.file_uploader(key=up.key).set_value(("resnet18.safetensors", wrong, "application/octet-stream")).run()
+    _clean(at)
+    assert any("resnet18.safetensors does not fit" in e.value for e in at.error), [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert {"missing", "unexpected"} <= set(table["problem"])
+    assert any("untrained" in c.value for c in at.caption)  # the model keeps working, labelled
+
+
+def test_pretrained_weights_found_in_torch_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    from explorer import weights
+
+    target = weights.cache_dir() / Path(weights.weights_entry("resnet18").url).name
+    target.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(catalog.build("resnet18").state_dict(), target)
+    at = open_page("predict", source="catalog", model="resnet18")
+    assert any("pretrained: ResNet18_Weights.IMAGENET1K_V1" in c.value.replace("\\", "") for c in at.caption)
+    # class names come from the weights' metadata
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert set(chart["data"][0]["y"]) <= set(weights.categories("resnet18"))
+
+
+def test_download_offline_is_one_sentence_and_the_page_keeps_working(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    at = open_page("predict", source="catalog", model="resnet18")
+    at.button(key="w.run.download.resnet18").click().run()
+    _clean(at)
+    errors = [e.value for e in at.error]
+    assert errors and "resnet18" in errors[0] and str(tmp_path) in errors[0].replace("\\", "")
+    assert any("untrained" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1
+
+
+# -- Feature maps ------------------------------------------------------------------------------------------------
+def test_feature_maps_of_an_uploaded_image():
+    at = open_page("feature_maps")
+    at.file_uploader(key="w.fm.upload").set_value(("noise.png", photo(), "image/png")).run()
+    _clean(at)
+    at.selectbox(key="w.fm.layer").set_value("backbone.body.layer1").run()
+    _clean(at)
+    assert "**backbone.body.layer1**: 64 channels of 56×56" in markdown(at).replace("\\", ""), markdown(at)
+    grid = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert sum(1 for t in grid["data"] if t["type"] == "heatmap") == 16
+    assert len(at.dataframe[0].value) == 64
+
+
+def test_feature_maps_every_layer_of_lenet():
+    at = open_page("feature_maps", source="lenet5_digits")
+    at.toggle(key="w.fm.every").set_value(True).run()
+    _clean(at)
+    options = at.selectbox(key="w.fm.layer").options
+    assert len(options) > 3
+
+
+# -- Explain -----------------------------------------------------------------------------------------------------
+def test_explain_grad_cam_on_a_digit_and_every_method():
+    at = open_page("explain", source="lenet5_digits")
+    assert len(at.get("image")) >= 1
+    for method in ("Saliency", "Integrated Gradients", "Occlusion", "Guided Backprop", "Grad-CAM"):
+        at.selectbox(key="w.explain.method").set_value(method).run()
+        _clean(at)
+        assert not at.error, [e.value for e in at.error]
+        assert any(method in c.value for c in at.caption)
+
+
+def test_explain_attention_of_a_cbam_composition_with_an_upload():
+    from explorer.spec import ArchitectureSpec
+
+    spec = ArchitectureSpec.from_dict({"backbone": {"name": "resnet18"}, "neck": {"kind": "cbam"},
+                                       "input": {"channels": 3, "height": 96, "width": 96}})
+    at = open_page("explain", spec=spec.to_url())
+    at.file_uploader(key="w.explain.upload").set_value(("noise.png", photo(), "image/png")).run()
+    _clean(at)
+    assert "Channel weights of every attention block" in markdown(at)
+    assert len(at.get("plotly_chart")) == 2  # overview + the block's bars
