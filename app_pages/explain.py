@@ -31,8 +31,8 @@ ABOUT = {
 st.header("Explain", anchor=False)
 st.markdown("Which pixels made the network decide, and what its attention blocks weighted.")
 
-choice = inference.model_choice()
-loaded = inference.loaded_model(choice)
+choice = inference.model_choice("explain")
+loaded = inference.loaded_model(choice, "explain")
 inference.weights_badge(loaded)
 images = inference.input_images(choice, "explain", multiple=False)
 if not images:

@@ -158,8 +158,10 @@ def feature_layers(choice: ModelChoice, model: nn.Module) -> tuple[list[tuple[st
         wanted = analyze(catalog.build_meta(choice.catalog_name), choice.input_shape,
                          training_memory=False).stage_paths()
     shapes = dict(layers)
-    stages = [(p, shapes[p]) for p in wanted if p in shapes and len(shapes[p]) == 3]
-    return stages, [(p, s) for p, s in layers if len(s) == 3]
+    stages = [(p, shapes[p]) for p in wanted if p in shapes and len(shapes[p]) == 3 and shapes[p][1] * shapes[p][2] > 1]
+    every = [(p, s) for p, s in layers if len(s) == 3]
+    # A network whose stages hide the maps (LeNet-5: one `features` Sequential) is listed layer by layer.
+    return (stages if len(stages) >= 2 else every), every
 
 
 # -- the digits (for the ready LeNet-5) --------------------------------------------------------------------------

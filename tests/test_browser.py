@@ -186,3 +186,51 @@ def test_compose_resnet18_se_then_layers_reload_and_download(app_url, page):
     data = json.loads(Path(dl.value.path()).read_text())
     assert data["backbone"]["name"] == "resnet18" and data["neck"] == {"kind": "se"}
     assert data["head"]["kind"] == "classification"
+
+
+def test_predict_an_uploaded_image_then_feature_maps_and_explain(app_url, page, tmp_path):
+    """Issue 5's walk: the ready LeNet-5 reads an uploaded digit; feature maps and Grad-CAM of it; the catalog
+    model untrained on a photo, labelled so."""
+    from PIL import Image
+
+    from explorer.model_choice import digit_image, digit_samples
+
+    index, label = digit_samples()[5]
+    digit = tmp_path / "my_digit.png"
+    digit_image(index).resize((96, 96), Image.NEAREST).save(digit)
+
+    page.goto(f"{app_url}/predict?source=lenet5_digits")
+    wait_until_idle(page)
+    page.get_by_text("held-out digits classified correctly").first.wait_for(timeout=120_000)
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Upload images")
+    uploader.locator("input[type=file]").set_input_files(str(digit))
+    wait_until_idle(page)
+    page.get_by_text("my_digit.png").first.wait_for()
+    # The upload's own verdict: its top class, with the probability, above its bar chart.
+    verdict = page.get_by_test_id("stMarkdownContainer").filter(has_text="·").last
+    sync_api.expect(verdict).to_contain_text(f"{label} ·")
+    assert page.get_by_test_id("stException").count() == 0
+    assert "Traceback" not in page.inner_text("body")
+    sync_api.expect(metric(page, "images/s")).to_be_visible()
+    full_page_screenshot(page, "predict_lenet_digits_upload.png")
+
+    page.get_by_role("link", name="Feature maps").click()
+    wait_until_idle(page)
+    page.get_by_text("Channel statistics").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    assert page.get_by_test_id("stException").count() == 0
+    full_page_screenshot(page, "feature_maps_lenet.png")
+
+    page.get_by_role("link", name="Explain").click()
+    wait_until_idle(page)
+    page.get_by_text("The map alone").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    assert page.get_by_test_id("stException").count() == 0
+    full_page_screenshot(page, "explain_lenet_grad_cam.png")
+
+    page.goto(f"{app_url}/predict?source=catalog&model=resnet18&input=224")
+    wait_until_idle(page)
+    page.get_by_text("Weights: untrained").first.wait_for(timeout=120_000)
+    sync_api.expect(metric(page, "images/s")).to_be_visible()
+    assert page.get_by_test_id("stException").count() == 0
+    full_page_screenshot(page, "predict_resnet18_untrained.png")

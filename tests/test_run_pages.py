@@ -51,7 +51,7 @@ def markdown(at) -> str:
 def test_predict_ready_lenet_gets_a_held_out_digit_right():
     at = open_page("predict", source="lenet5_digits")
     index, label = digit_samples()[3]
-    at.multiselect(key="w.predict.digits").set_value([index]).run()
+    at.multiselect(key="w.predict.samples.ready").set_value([f"digit:{index}"]).run()
     _clean(at)
     text = markdown(at)
     assert f"**{label}** · " in text and "✓" in text, text
@@ -74,7 +74,7 @@ def test_predict_eight_held_out_digits():
 
 def test_predict_uploaded_photo_with_the_untrained_composition():
     at = open_page("predict")
-    at.multiselect(key="w.predict.samples").set_value([]).run()
+    at.multiselect(key="w.predict.samples.composition").set_value([]).run()
     at.file_uploader(key="w.predict.upload").set_value(("noise.png", photo(), "image/png")).run()
     _clean(at)
     assert any("untrained" in c.value for c in at.caption)
@@ -153,7 +153,7 @@ def test_download_offline_is_one_sentence_and_the_page_keeps_working(tmp_path, m
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     at = open_page("predict", source="catalog", model="resnet18")
-    at.button(key="w.run.download.resnet18").click().run()
+    at.button(key="w.predict.download.resnet18").click().run()
     _clean(at)
     errors = [e.value for e in at.error]
     assert errors and "resnet18" in errors[0] and str(tmp_path) in errors[0].replace("\\", "")
@@ -166,8 +166,10 @@ def test_feature_maps_of_an_uploaded_image():
     at = open_page("feature_maps")
     at.file_uploader(key="w.fm.upload").set_value(("noise.png", photo(), "image/png")).run()
     _clean(at)
+    assert at.selectbox(key="w.fm.one").value.startswith("upload:")  # the newest upload is the one shown
     at.selectbox(key="w.fm.layer").set_value("backbone.body.layer1").run()
     _clean(at)
+    assert any("The input: noise.png" in str(i.proto) for i in at.get("image"))
     assert "**backbone.body.layer1**: 64 channels of 56×56" in markdown(at).replace("\\", ""), markdown(at)
     grid = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert sum(1 for t in grid["data"] if t["type"] == "heatmap") == 16
@@ -179,7 +181,9 @@ def test_feature_maps_every_layer_of_lenet():
     at.toggle(key="w.fm.every").set_value(True).run()
     _clean(at)
     options = at.selectbox(key="w.fm.layer").options
-    assert len(options) > 3
+    # LeNet-5's stages hide its maps in one Sequential: its layers are listed, with their map shapes.
+    assert options[:3] == ["features.c1  ·  6×28×28", "features.tanh1  ·  6×28×28", "features.s2  ·  6×14×14"]
+    assert "features.s4  ·  16×5×5" in options
 
 
 # -- Explain -----------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ __all__ = ["LoadedModel", "InputImage", "model_choice", "loaded_model", "input_i
 
 READY = "lenet5_digits"
 SOURCES = ("composition", "catalog", READY)
-_SOURCE, _SOURCE_READ, W_SOURCE = "run.source", "run.source_read", "w.run.source"
+_SOURCE, _SOURCE_READ = "run.source", "run.source_read"
 _UPLOADS = "run.weights"  # choice id -> (file name, sha256, bytes): the person's uploaded weights
 _IMAGES = "run.images"  # file_id -> (file name, picture): the person's uploaded photos
 _IMAGE_ERRORS = "run.image_errors"
@@ -47,13 +47,16 @@ def _source_label(source: str) -> str:
     return f"Ready: {ready.title} ({ready.accuracy:.1%} on held-out digits)"
 
 
-def _on_source_change() -> None:
-    st.session_state[_SOURCE] = st.session_state[W_SOURCE]
-    st.query_params["source"] = st.session_state[W_SOURCE]
+def _on_source_change(key: str) -> None:
+    st.session_state[_SOURCE] = st.session_state[key]
+    st.query_params["source"] = st.session_state[key]
 
 
-def model_choice() -> ModelChoice:
-    """The radio "which network runs" (shared by the three pages) and the choice it stands for."""
+def model_choice(page: str) -> ModelChoice:
+    """The radio "which network runs" (one choice shared by the three pages) and the choice it stands for.
+
+    Widget keys are per page (``page``): a widget drawn under the same key on the next page keeps its state but
+    the browser draws it afresh at its default, so each page seeds its own widget from the shared choice."""
     if not st.session_state.get(_SOURCE_READ):  # the link decides on a session's first run
         st.session_state[_SOURCE_READ] = True
         asked = st.query_params.get("source")
@@ -64,10 +67,11 @@ def model_choice() -> ModelChoice:
     source = st.session_state[_SOURCE]
     if st.query_params.get("source") != source:
         st.query_params["source"] = source
-    if st.session_state.get(W_SOURCE) != source:
-        st.session_state[W_SOURCE] = source
+    widget = f"w.{page}.source"
+    if st.session_state.get(widget) != source:
+        st.session_state[widget] = source
     labels = {s: _source_label(s) for s in SOURCES}  # computed now: format_func may run outside this run
-    st.radio("Network", SOURCES, key=W_SOURCE, format_func=labels.get, on_change=_on_source_change,
+    st.radio("Network", SOURCES, key=widget, format_func=labels.get, on_change=_on_source_change, args=(widget,),
              horizontal=True, help="Your composition from Compose; the model picked on Layers, whole, as "
                                    "torchvision publishes it; or a model that ships trained with the app.")
     if source == "composition":
@@ -147,7 +151,7 @@ def _download(name: str) -> None:
         st.session_state.pop("run.download_error", None)
 
 
-def _pretrained_controls(choice: ModelChoice) -> bool:
+def _pretrained_controls(choice: ModelChoice, page: str) -> bool:
     """The "use pretrained weights" switch for this choice; True when they are wanted."""
     name = choice.backbone_name
     if not name or weights.weights_entry(name) is None:
@@ -155,18 +159,18 @@ def _pretrained_controls(choice: ModelChoice) -> bool:
     what = "backbone" if choice.kind == "composition" else "weights"
     if choice.kind == "composition":
         wanted = st.toggle(f"Pretrained {what} ({catalog.info(name).weights})", value=choice.spec.backbone.pretrained,
-                           key=f"w.run.pretrained.{_choice_id(choice)}",
+                           key=f"w.{page}.pretrained.{_choice_id(choice)}",
                            help="Part of the composition (also on Compose); the neck and head keep random weights.")
         if wanted != choice.spec.backbone.pretrained:
             set_spec(current_spec().replace(backbone={**current_spec().to_dict()["backbone"], "pretrained": wanted}))
             st.rerun()
     else:
         wanted = st.toggle(f"Pretrained weights ({catalog.info(name).weights})",
-                           value=st.session_state.get(_PRETRAINED, True), key=f"w.run.pretrained.{name}")
+                           value=st.session_state.get(_PRETRAINED, True), key=f"w.{page}.pretrained.{name}")
         st.session_state[_PRETRAINED] = wanted
     if wanted and weights.cached_path(name) is None:
         if st.button(f"Download {name}'s pretrained weights", icon=":material/download:",
-                     key=f"w.run.download.{name}", help="Into torchvision's cache; the only thing the app downloads."):
+                     key=f"w.{page}.download.{name}", help="Into torchvision's cache; the only thing the app downloads."):
             _download(name)
             if weights.cached_path(name) is not None:
                 st.rerun()
@@ -177,10 +181,10 @@ def _pretrained_controls(choice: ModelChoice) -> bool:
     return wanted
 
 
-def _upload_controls(choice: ModelChoice) -> None:
+def _upload_controls(choice: ModelChoice, page: str) -> None:
     cid = _choice_id(choice)
     up = st.file_uploader("Upload weights for this network (.safetensors, or .pt / .pth saved from state_dict)",
-                          type=["safetensors", "pt", "pth", "bin"], key=f"w.run.upload.{cid}",
+                          type=["safetensors", "pt", "pth", "bin"], key=f"w.{page}.weights.{cid}",
                           help="Loaded with strict=True into the model the explorer builds; .pt files only with "
                                "weights_only=True (no code is run).")
     if up is not None and st.session_state.get("run.upload_seen") != (cid, up.file_id):
@@ -199,18 +203,18 @@ def _upload_controls(choice: ModelChoice) -> None:
         st.error(md_escape(error[1]), icon=":material/error:")
         _mismatch_table(error[2])
     kept = st.session_state.get(_UPLOADS, {}).get(cid)
-    if kept and st.button(f"Stop using {kept[0]}", key=f"w.run.forget.{cid}"):
+    if kept and st.button(f"Stop using {kept[0]}", key=f"w.{page}.forget.{cid}"):
         st.session_state[_UPLOADS].pop(cid, None)
         st.rerun()
 
 
-def loaded_model(choice: ModelChoice) -> LoadedModel:
+def loaded_model(choice: ModelChoice, page: str) -> LoadedModel:
     """The weights panel (an expander headed by what the model holds) and the cached model it yields."""
     cid = _choice_id(choice)
     name = choice.backbone_name
     with st.expander("Weights", expanded=False, icon=":material/tune:") as box:
-        wanted = _pretrained_controls(choice)
-        _upload_controls(choice)
+        wanted = _pretrained_controls(choice, page)
+        _upload_controls(choice, page)
     kept = st.session_state.get(_UPLOADS, {}).get(cid)
     if kept:
         filename, digest, data = kept
@@ -273,7 +277,7 @@ class InputImage:
         return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
 
 
-def _on_upload(key: str) -> None:
+def _on_upload(key: str, single_key: str) -> None:
     files = st.session_state.get(key) or []
     kept, errors = {}, []
     old = st.session_state.get(_IMAGES, {})
@@ -288,61 +292,75 @@ def _on_upload(key: str) -> None:
             continue
         picture.thumbnail((MAX_KEPT_SIDE, MAX_KEPT_SIDE))
         kept[f.file_id] = (f.name, picture)
+    new = [fid for fid in kept if fid not in old]
     st.session_state[_IMAGES] = kept
     st.session_state[_IMAGE_ERRORS] = errors
+    if new:  # a page showing one image shows the newest upload
+        st.session_state[single_key] = f"upload:{new[-1]}"
+
+
+def _sample_pictures(choice: ModelChoice) -> dict[str, tuple]:
+    """id -> (name, picture, true label or None, exact input or None) of the bundled samples."""
+    if choice.kind == "ready":
+        out = {}
+        for i, y in digit_samples():
+            x, _ = digit_input(i)
+            out[f"digit:{i}"] = (f"held-out digit #{i} (a {y})", digit_image(i), str(y), x)
+        return out
+    return {f"photo:{n}": (title, None, None, None) for n, title in SAMPLES.items()}
 
 
 def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[InputImage]:
     """Sample pictures (held-out digits for the digit model, scikit-image's photos otherwise) and the person's
-    uploads, each with the model's own preprocessing; a file that cannot be used gets its sentence."""
-    pictures: list[tuple[str, Image.Image, str | None, torch.Tensor | None]] = []
+    uploads (kept across pages), each with the model's own preprocessing; a file that cannot be used gets its
+    sentence. ``multiple=False``: one picture, chosen from the samples and the uploads."""
+    samples = _sample_pictures(choice)
+    uploads = {f"upload:{fid}": (name, picture, None, None)
+               for fid, (name, picture) in st.session_state.get(_IMAGES, {}).items()}
+    single_key = f"w.{page}.one"
     c_pick, c_up = st.columns([1, 1])
-    with c_pick:
-        if choice.kind == "ready":
-            samples = digit_samples()
-            labels = {i: f"held-out digit #{i} (a {y})" for i, y in samples}
-            default = [samples[0][0]] if not multiple else [i for i, _ in samples[:8]]
-            picked = (st.multiselect("Digits", list(labels), default=default, format_func=labels.get,
-                                     key=f"w.{page}.digits") if multiple else
-                      [st.selectbox("Digit", list(labels), format_func=labels.get, key=f"w.{page}.digit")])
-            for i in picked:
-                x, y = digit_input(i)
-                pictures.append((labels[i], digit_image(i), str(y), x))
-        else:
-            names = list(SAMPLES)
-            picked = (st.multiselect("Sample photos", names, default=["chelsea"], format_func=SAMPLES.get,
-                                     key=f"w.{page}.samples") if multiple else
-                      [st.selectbox("Sample photo", names, format_func=SAMPLES.get, key=f"w.{page}.sample")])
-            pictures += [(SAMPLES[n], sample_image(n), None, None) for n in picked if n]
     with c_up:
         key = f"w.{page}.upload"
         st.file_uploader("Upload images (PNG, JPEG, WebP, BMP, TIFF)", type=None, accept_multiple_files=True,
-                         key=key, on_change=_on_upload, args=(key,),
+                         key=key, on_change=_on_upload, args=(key, single_key),
                          help="Several at once; up to 20 MB and 40 million pixels each. Kept while you switch pages.")
-        kept = st.session_state.get(_IMAGES, {})
-        if kept and not st.session_state.get(key):
-            st.caption(md_escape("Uploaded earlier: " + ", ".join(n for n, _ in kept.values())))
+        if uploads and not st.session_state.get(key):
+            st.caption(md_escape("Uploaded earlier: " + ", ".join(v[0] for v in uploads.values())))
             if st.button("Remove uploaded images", key=f"w.{page}.clear"):
                 st.session_state[_IMAGES] = {}
                 st.rerun()
+    with c_pick:
+        what = "Digits" if choice.kind == "ready" else "Sample photos"
+        if multiple:
+            default = list(samples)[:8] if choice.kind == "ready" else ["photo:chelsea"]
+            picked = st.multiselect(what, list(samples), default=default, key=f"w.{page}.samples.{choice.kind}",
+                                    format_func=lambda k: samples[k][0],
+                                    help="Your uploads are added to these.") + list(uploads)
+        else:
+            options = {**samples, **uploads}
+            if st.session_state.get(single_key) not in options:
+                st.session_state[single_key] = next(iter(options))
+            picked = [st.selectbox("Image", list(options), key=single_key,
+                                   format_func=lambda k: ("uploaded: " if k.startswith("upload:") else "")
+                                   + options[k][0])]
     for msg in st.session_state.get(_IMAGE_ERRORS, []):
         st.error(md_escape(msg), icon=":material/broken_image:")
-    pictures += [(name, picture, None, None) for name, picture in st.session_state.get(_IMAGES, {}).values()]
 
     out = []
-    for name, picture, truth, x in pictures:
+    for k in picked:
+        name, picture, truth, x = {**samples, **uploads}[k]
         if x is not None:
             out.append(InputImage(name, picture, x, "a held-out digit as in training: 8×8 upsampled to 32×32, "
                                                     "normalised with mean 0.5 / std 0.5", truth))
             continue
+        if picture is None:
+            picture = sample_image(k.split(":", 1)[1])
         try:
             x, steps = choice.preprocess(picture)
         except (ImageError, SpecError) as e:
             st.error(md_escape(f"{name}: {e}"), icon=":material/broken_image:")
             continue
         out.append(InputImage(name, picture, x, steps, truth))
-    if not multiple:
-        out = out[-1:]  # the newest upload, else the chosen sample
     return out
 
 

@@ -37,7 +37,7 @@ def top_k_figure(top: list[tuple[int, str, float]], truth: str | None = None) ->
                            hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
     fig.update_layout(height=40 + 34 * len(top), margin=dict(l=10, r=10, t=10, b=30),
                       xaxis=dict(range=[0, 1], tickformat=".0%", title="softmax probability"),
-                      yaxis=dict(automargin=True))
+                      yaxis=dict(automargin=True, type="category"))  # "0"…"9" are names, not numbers
     return fig
 
 
