@@ -45,8 +45,9 @@ if choice.task == "similarity" and len(images) < 2:
 
 device = run.choose_device(None if device_name == "auto" else device_name)
 batch = torch.cat([im.x for im in images])
+labels = loaded.labels or ([f"class {i}" for i in range(choice.num_classes)] if choice.num_classes else None)
 try:
-    result = run.predict(loaded.model, batch, device, task=choice.task, labels=loaded.labels,
+    result = run.predict(loaded.model, batch, device, task=choice.task, labels=labels,
                          score_threshold=threshold)
 except ValueError as e:
     st.error(esc(str(e)), icon=":material/error:")
