@@ -6,7 +6,9 @@ Run with `make run` (or `streamlit run app.py`). Pages hold layout only; everyth
 import streamlit as st
 
 from explorer import ui
+from explorer.runtime import configure_torch_for_server
 
+configure_torch_for_server()  # sessions share the cores: each torch op gets a share, not all of them
 st.set_page_config(page_title="CNN Architecture Explorer", page_icon=":material/layers:", layout="wide")
 
 # Before any page: read the URL on a session's first run, then keep the address bar in step with the choice.

@@ -95,6 +95,11 @@ with tab_attr:
         c3.image(attribution.overlay(np.zeros_like(shown), heat, 1.0), caption="The map alone (blue 0 → red 1)",
                  width="stretch")
         st.caption(esc(f"{method}: {ABOUT[method]}." + (f" Target layer {layer}." if layer else "")))
+        if method == "Grad-CAM" and choice.kind == "ready":
+            st.info("Read LeNet-5's Grad-CAM with care: its tanh units answer the blank (−1) background as strongly "
+                    "as the ink, and its last map is 5×5, so the map often lights the empty parts of the frame — "
+                    "for a 1, the flanks: *no ink there* is its evidence. Saliency, Integrated Gradients and "
+                    "Occlusion follow the strokes.", icon=":material/lightbulb:")
 
 with tab_att:
     entries = attribution.attention_maps(loaded.model, image.x)
@@ -105,7 +110,8 @@ with tab_att:
     else:
         overview = charts.gates_overview_figure(entries)
         if overview is not None:
-            st.markdown(f"**Channel weights of every attention block** ({len(entries)} blocks): the gate each "
+            st.markdown(f"**Channel weights of every attention block** ({len(entries)} "
+                        f"{'block' if len(entries) == 1 else 'blocks'}): the gate each "
                         "channel is multiplied by, from the pooled features of this image.")
             st.plotly_chart(overview, key="explain.overview", config={"displayModeBar": False})
         labels = {i: f"{e['path']} · {e['kind']}" for i, e in enumerate(entries)}

@@ -46,7 +46,7 @@ with c_by:
     by = st.selectbox("Most active by", ["mean", "max", "std"], key="w.fm.by",
                       help="Rank the channels by their mean, largest or spread of activation.")
 with c_scale:
-    shared = st.toggle("Shared colour scale", value=True, key="w.fm.shared",
+    shared = st.toggle("One scale", value=True, key="w.fm.shared",
                        help="On: one scale, so channels compare. Off: each channel stretched to its own range.")
 if layer is None:
     st.info("This network has no layer with a spatial map.", icon=":material/info:")
@@ -78,5 +78,6 @@ with c_grid:
 st.subheader("Channel statistics", anchor=False)
 stats = pd.DataFrame(features.channel_stats(maps))
 st.dataframe(stats, hide_index=True, width="stretch", height=320,
-             column_config={col: st.column_config.NumberColumn(format="%.4f")
-                            for col in stats.columns if col != "channel"})
+             column_config={**{col: st.column_config.NumberColumn(format="%.4f")
+                               for col in stats.columns if col != "channel"},
+                            "fraction_active": st.column_config.NumberColumn("fraction > 0", format="%.4f")})

@@ -84,7 +84,8 @@ elif result.task == "detection":
         rows = [{"label": loaded.label_of(int(c)), "score": float(s),
                  "box (x1, y1, x2, y2)": ", ".join(f"{v:.0f}" for v in b.tolist())}
                 for b, s, c in zip(det["boxes"], det["scores"], det["labels"])]
-        c_tab.markdown(f"**{len(rows)}** boxes scoring ≥ {threshold:.2f}")
+        c_tab.markdown(f"**{len(rows)}** boxes scoring ≥ {threshold:.2f}"
+                       + (" (the 30 best are drawn)" if len(rows) > 30 else ""))
         if rows:
             c_tab.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                             column_config={"score": st.column_config.NumberColumn(format="%.3f")})

@@ -25,9 +25,12 @@ from . import catalog
 from .images import ImageError, preprocess, resize_crop_normalise
 from .spec import ArchitectureSpec
 
-__all__ = ["ModelChoice", "KINDS", "feature_layers", "digit_samples", "digit_input", "digit_image"]
+__all__ = ["ModelChoice", "KINDS", "MAX_RUN_PARAMS", "feature_layers", "digit_samples", "digit_input", "digit_image"]
 
 KINDS = ("composition", "catalog", "ready")
+# The pages that run a network build it for real and keep it cached for every session: 200 M parameters is
+# 800 MB in fp32. Larger ones (vit_l_*, vit_h_14, regnet_y_128gf) are refused with this limit named.
+MAX_RUN_PARAMS = 200_000_000
 
 
 @functools.lru_cache(maxsize=64)
@@ -87,7 +90,10 @@ class ModelChoice:
 
     @property
     def task(self) -> str:
-        return self.spec.task if self.kind == "composition" else "classification"
+        if self.kind == "composition":
+            return self.spec.task
+        # the homework encoder–decoders are catalog models too: per-pixel classes
+        return "segmentation" if catalog.info(self.catalog_name).source == "segmentation" else "classification"
 
     @property
     def num_classes(self) -> int | None:
@@ -123,9 +129,30 @@ class ModelChoice:
         return resize_crop_normalise(image, (c, h, w), mean, std, model_name="This composition")
 
     # -- the model ---------------------------------------------------------------------------------------------
+    def parameter_count(self) -> int:
+        """Parameters, without building the model for real (published count, or a build on the meta device)."""
+        if self.kind != "composition" and catalog.info(self.catalog_name).num_params:
+            return int(catalog.info(self.catalog_name).num_params)
+        if self.kind == "composition":
+            from .compose import build_meta
+
+            meta = build_meta(self.spec)
+        else:
+            meta = catalog.build_meta(self.catalog_name)
+        return sum(p.numel() for p in meta.parameters())
+
+    def check_runnable(self) -> None:
+        """ValueError with a sentence if the model is too large to build and keep on this server."""
+        n = self.parameter_count()
+        if n > MAX_RUN_PARAMS:
+            raise ValueError(f"{self.title} has {n / 1e6:,.0f} M parameters; the pages that run a network take "
+                             f"up to {MAX_RUN_PARAMS / 1e6:,.0f} M on this server, so choose a smaller model "
+                             "(its costs and fields stay on Compose, Layers and Receptive fields).")
+
     def build(self) -> nn.Module:
         """The model in eval mode with gradients off (ready to share between sessions): random weights, except
-        the ready model's trained ones."""
+        the ready model's trained ones. ValueError (a sentence) if it is larger than `MAX_RUN_PARAMS`."""
+        self.check_runnable()
         if self.kind == "composition":
             from .compose import build
 

@@ -207,3 +207,33 @@ def test_explain_attention_of_a_cbam_composition_with_an_upload():
     _clean(at)
     assert "Channel weights of every attention block" in markdown(at)
     assert len(at.get("plotly_chart")) == 2  # overview + the block's bars
+
+
+def test_a_model_too_large_to_run_is_refused_with_the_limit():
+    at = open_page("predict", source="catalog", model="vit_h_14")
+    errors = [e.value.replace("\\", "") for e in at.error]
+    millions = round(catalog.info("vit_h_14").num_params / 1e6)  # 633
+    assert any(f"vit_h_14 has {millions} M parameters" in e and "up to 200 M on this server" in e
+               for e in errors), errors
+    assert not at.get("plotly_chart")
+
+
+def test_pretrained_backbone_of_a_composition(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    from explorer import weights
+
+    at = open_page("predict")
+    toggle = [t for t in at.toggle if t.label.startswith("Pretrained backbone")][0]
+    toggle.set_value(True).run()
+    _clean(at)
+    assert json.loads(at.session_state["spec.json"])["backbone"]["pretrained"] is True  # part of the composition
+    assert any("untrained" in c.value for c in at.caption)  # not downloaded yet: still random, labelled
+    assert at.button(key="w.predict.download.resnet18")
+
+    target = weights.cache_dir() / Path(weights.weights_entry("resnet18").url).name
+    target.parent.mkdir(parents=True)
+    torch.save(catalog.build("resnet18").state_dict(), target)
+    at.run()
+    _clean(at)
+    assert any("pretrained backbone (ResNet18_Weights.IMAGENET1K_V1); neck and head untrained"
+               in c.value.replace("\\", "") for c in at.caption)

@@ -41,3 +41,11 @@ def test_links_are_read_with_a_fallback(query, selection, errors):
     sel, msgs = parse_query(query)
     assert sel == selection and len(msgs) == errors
     assert all(m.endswith("instead.") for m in msgs)  # every complaint says what is shown instead
+
+
+def test_server_threads_share_the_cores():
+    from explorer.runtime import server_threads
+
+    assert [server_threads(c, env="") for c in (1, 2, 4, 8, 64)] == [1, 1, 2, 4, 4]
+    assert server_threads(8, env="3") == 3
+    assert server_threads(8, env="lots") == 4 and server_threads(8, env="-2") == 4  # nonsense: the default

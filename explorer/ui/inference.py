@@ -109,7 +109,7 @@ class LoadedModel:
         return self.labels[index] if self.labels and 0 <= index < len(self.labels) else f"class {index}"
 
 
-@st.cache_resource(show_spinner="Building the model…", max_entries=12)
+@st.cache_resource(show_spinner="Building the model…", max_entries=8)
 def _model(kind: str, key: str, weights_key: str, _data: bytes | None = None, _filename: str = "") -> nn.Module:
     choice = ModelChoice(kind, key)
     model = choice.build()
@@ -209,7 +209,16 @@ def _upload_controls(choice: ModelChoice, page: str) -> None:
 
 
 def loaded_model(choice: ModelChoice, page: str) -> LoadedModel:
-    """The weights panel (an expander headed by what the model holds) and the cached model it yields."""
+    """The weights panel (an expander headed by what the model holds) and the cached model it yields; a model too
+    large to run here, or one that cannot be built, stops the page with its sentence."""
+    try:
+        return _loaded_model(choice, page)
+    except ValueError as e:  # WeightsError is handled inside; this is a model the server will not build
+        st.error(md_escape(str(e)), icon=":material/memory:")
+        st.stop()
+
+
+def _loaded_model(choice: ModelChoice, page: str) -> LoadedModel:
     cid = _choice_id(choice)
     name = choice.backbone_name
     with st.expander("Weights", expanded=False, icon=":material/tune:") as box:

@@ -48,14 +48,18 @@ def _as_uint8_rgb(image) -> np.ndarray:
     return np.ascontiguousarray(a[..., :3]).astype(np.uint8)
 
 
-def draw_detections(image, detection: dict, labels: list[str] | None = None, width: int = 2) -> np.ndarray:
-    """Boxes (x1, y1, x2, y2 in the image's pixels), each with "label score" above it, in the class's colour."""
+def draw_detections(image, detection: dict, labels: list[str] | None = None, width: int = 2,
+                    max_boxes: int = 30) -> np.ndarray:
+    """Boxes (x1, y1, x2, y2 in the image's pixels), each with "label score" above it, in the class's colour;
+    the ``max_boxes`` highest-scoring ones (more only clutter the picture; the page lists them all)."""
     picture = Image.fromarray(_as_uint8_rgb(image))
     draw = ImageDraw.Draw(picture)
+    scores = [float(v) for v in detection["scores"]]
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])[:max_boxes][::-1]  # best drawn last, on top
     boxes = detection["boxes"].tolist() if len(detection["boxes"]) else []
     classes = [int(c) for c in detection["labels"]]
     colors = palette(max(classes, default=0) + 1)
-    for (x1, y1, x2, y2), c, s in zip(boxes, classes, [float(v) for v in detection["scores"]]):
+    for (x1, y1, x2, y2), c, s in ((boxes[i], classes[i], scores[i]) for i in order):
         color = colors[c]
         draw.rectangle([x1, y1, x2, y2], outline=color, width=width)
         name = labels[c] if labels and c < len(labels) else f"class {c}"
