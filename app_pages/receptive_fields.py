@@ -134,6 +134,7 @@ with c_img:
 with c_model:
     model = st.selectbox("Model", list(analyses), key="rf.model", format_func=ui.model_label)
 a = analyses[model]
+trained = ui_vis.has_pretrained(model)  # the cached published weights, when present (never downloaded here)
 stages = vis.spatial_stages(a)
 if not stages:
     st.info(f"{esc(model)} has no spatial feature map at {side} px to point at.", icon=":material/info:")
@@ -210,7 +211,7 @@ with c_theory:
 
 with c_effective:
     try:
-        heat = ui_vis.cached_effective_rf(model, layer, crop, side, (i, j))
+        heat = ui_vis.cached_effective_rf(model, layer, crop, side, (i, j), pretrained=trained)
     except Exception as e:  # a model torch.fx cannot trace: a sentence, not a traceback
         st.error(f"The effective field of {esc(model)} at {esc(layer)} could not be computed: {esc(e)}",
                  icon=":material/error:")
@@ -232,5 +233,10 @@ st.caption("**Theoretical** receptive field (box): every input pixel that can in
            "kernel sizes, strides and paddings. **Effective** receptive field (heatmap): where the gradient of the "
            "unit is actually large. It always lies inside the box and is usually much smaller, concentrated "
            "around the centre, because far pixels reach the unit through far fewer paths.")
-st.caption("Random weights: the effective field of an untrained network is close to Gaussian-shaped; trained "
-           "weights come in a later milestone.")
+if trained:
+    st.caption(esc(f"Pretrained weights ({catalog.info(model).weights}), from torchvision's cache: a trained "
+                   "network's effective field follows the image content and is smaller than an untrained one's."))
+else:
+    st.caption("Random weights: the effective field of an untrained network is close to Gaussian-shaped. With the "
+               "model's pretrained weights in torchvision's cache (Predict → Catalog model → Weights → Download) "
+               "this section uses them.")

@@ -230,3 +230,20 @@ def test_the_composition_joins_the_curves():
     assert not at.exception
     names = [t.get("name") for t in __import__("json").loads(at.get("plotly_chart")[0].proto.spec)["data"]]
     assert "composition: resnet18 → classification at 3×224×224" in names
+
+
+def test_effective_field_uses_pretrained_weights_from_torchs_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    from explorer import weights
+
+    at = _page().run()
+    at.multiselect(key="rf.models").set_value(["resnet18"]).run()
+    _clean(at)
+    assert any(c.value.startswith("Random weights") for c in at.caption)
+    target = weights.cache_dir() / Path(weights.weights_entry("resnet18").url).name
+    target.parent.mkdir(parents=True)
+    torch.manual_seed(1)
+    torch.save(catalog.build("resnet18").state_dict(), target)
+    at.run()
+    _clean(at)
+    assert any("Pretrained weights (ResNet18\\_Weights.IMAGENET1K\\_V1)" in c.value for c in at.caption)
