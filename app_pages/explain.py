@@ -31,9 +31,7 @@ ABOUT = {
 st.header("Explain", anchor=False)
 st.markdown("Which pixels made the network decide, and what its attention blocks weighted.")
 
-choice = inference.model_choice("explain")
-loaded = inference.loaded_model(choice, "explain")
-inference.weights_badge(loaded)
+choice, loaded = inference.network("explain")
 images = inference.input_images(choice, "explain", multiple=False)
 if not images:
     st.info("Pick a sample or upload an image above.", icon=":material/image:")

@@ -17,9 +17,7 @@ st.header("Feature maps", anchor=False)
 st.markdown("Each filter of a layer gives one feature map: where in the image its pattern occurs. Early layers "
             "answer to edges and colours at full resolution; deeper ones to larger parts, on coarser grids.")
 
-choice = inference.model_choice("fm")
-loaded = inference.loaded_model(choice, "fm")
-inference.weights_badge(loaded)
+choice, loaded = inference.network("fm")
 try:
     stages, layers = inference.layer_choices(loaded)
 except ValueError as e:  # the network does not run at its input size: a sentence

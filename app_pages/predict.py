@@ -19,9 +19,7 @@ st.header("Predict", anchor=False)
 st.markdown("What the network outputs for an image. Each image gets the network's own preprocessing (shown "
             "below it); all images run as one batch.")
 
-choice = inference.model_choice("predict")
-loaded = inference.loaded_model(choice, "predict")
-inference.weights_badge(loaded)
+choice, loaded = inference.network("predict")
 
 c_dev, c_opt = st.columns([1, 2])
 with c_dev:

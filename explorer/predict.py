@@ -339,38 +339,34 @@ def _label_names(labels, k: int) -> list:
     return labels
 
 
-def _to_cpu(obj):
-    """``obj`` with every tensor on the CPU in float32 (integer tensors keep their type); no copy on the CPU."""
+def _map_tensors(obj, fn):
+    """``obj`` (a tensor, or dicts / lists / tuples / namedtuples of them) with ``fn`` applied to every tensor."""
     if torch.is_tensor(obj):
-        if obj.is_floating_point() and obj.dtype != torch.float32:
-            obj = obj.float()
-        return obj.cpu()
+        return fn(obj)
     if isinstance(obj, dict):
         out = type(obj)() if type(obj) is not dict else {}
         for k, v in obj.items():
-            out[k] = _to_cpu(v)
+            out[k] = _map_tensors(v, fn)
         return out
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
-        return type(obj)(*(_to_cpu(v) for v in obj))
+        return type(obj)(*(_map_tensors(v, fn) for v in obj))
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(_map_tensors(v, fn) for v in obj)
     return obj
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
 
 
 def _float32(obj):
     """``obj`` with floating tensors in float32 (autocast outputs), on their device."""
-    if torch.is_tensor(obj):
-        return obj.float() if obj.is_floating_point() and obj.dtype != torch.float32 else obj
-    if isinstance(obj, dict):
-        out = type(obj)() if type(obj) is not dict else {}
-        for k, v in obj.items():
-            out[k] = _float32(v)
-        return out
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
-        return type(obj)(*(_float32(v) for v in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_float32(v) for v in obj)
-    return obj
+    return _map_tensors(obj, _f32)
+
+
+def _to_cpu(obj):
+    """``obj`` with every tensor on the CPU in float32 (integer tensors keep their type); no copy on the CPU."""
+    return _map_tensors(obj, lambda t: _f32(t).cpu())
 
 
 def _cat(parts: list):

@@ -214,19 +214,16 @@ def test_predict_an_uploaded_image_then_feature_maps_and_explain(app_url, page, 
     sync_api.expect(metric(page, "images/s")).to_be_visible()
     full_page_screenshot(page, "predict_lenet_digits_upload.png")
 
-    page.get_by_role("link", name="Feature maps").click()
-    wait_until_idle(page)
-    page.get_by_text("Channel statistics").first.wait_for(timeout=60_000)
-    wait_until_idle(page)
-    assert page.get_by_test_id("stException").count() == 0
-    full_page_screenshot(page, "feature_maps_lenet.png")
-
-    page.get_by_role("link", name="Explain").click()
-    wait_until_idle(page)
-    page.get_by_text("The map alone").first.wait_for(timeout=60_000)
-    wait_until_idle(page)
-    assert page.get_by_test_id("stException").count() == 0
-    full_page_screenshot(page, "explain_lenet_grad_cam.png")
+    for link, shown, shot in (("Feature maps", "Channel statistics", "feature_maps_lenet.png"),
+                              ("Explain", "The map alone", "explain_lenet_grad_cam.png")):
+        page.get_by_role("link", name=link).click()
+        wait_until_idle(page)
+        page.get_by_text(shown).first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        assert page.get_by_test_id("stException").count() == 0
+        # the network chosen on Predict is still the one shown (the radio, not only the model)
+        sync_api.expect(page.get_by_role("radio", name="Ready: LeNet-5", exact=False)).to_be_checked()
+        full_page_screenshot(page, shot)
 
     page.goto(f"{app_url}/predict?source=catalog&model=resnet18&input=224")
     wait_until_idle(page)

@@ -22,10 +22,10 @@ from ..images import SAMPLES, ImageError, load_image, sample_image
 from ..model_choice import ModelChoice, digit_image, digit_input, digit_samples, feature_layers
 from ..spec import SpecError
 from .composition import current_spec, set_spec
-from .format import md_escape
+from .format import fmt_quoted, md_escape
 from .state import current_selection
 
-__all__ = ["LoadedModel", "InputImage", "model_choice", "loaded_model", "input_images", "layer_choices"]
+__all__ = ["LoadedModel", "InputImage", "network", "model_choice", "loaded_model", "input_images", "layer_choices"]
 
 READY = "lenet5_digits"
 SOURCES = ("composition", "catalog", READY)
@@ -62,7 +62,7 @@ def model_choice(page: str) -> ModelChoice:
         asked = st.query_params.get("source")
         st.session_state[_SOURCE] = asked if asked in SOURCES else "composition"
         if asked and asked not in SOURCES:
-            st.error(md_escape(f"The link asks for source={asked!r}, which is not one of {', '.join(SOURCES)}; "
+            st.error(md_escape(f"The link asks for source='{fmt_quoted(asked)}', which is not one of {', '.join(SOURCES)}; "
                                "showing your composition."), icon=":material/link_off:")
     source = st.session_state[_SOURCE]
     if st.query_params.get("source") != source:
@@ -249,6 +249,15 @@ def _loaded_model(choice: ModelChoice, page: str) -> LoadedModel:
                            f"trained: {choice.ready.path.name}", True, choice.labels())
     return LoadedModel(choice, _model(choice.kind, choice.key, "random"), "random", "untrained (random weights)",
                        False, None)
+
+
+def network(page: str) -> tuple[ModelChoice, "LoadedModel"]:
+    """The top of each page that runs a network: which network, its weights panel, and one line saying what the
+    weights are. Returns the choice and the loaded (cached, shared) model."""
+    choice = model_choice(page)
+    loaded = loaded_model(choice, page)
+    weights_badge(loaded)
+    return choice, loaded
 
 
 def weights_badge(loaded: LoadedModel) -> None:
