@@ -51,3 +51,43 @@ def test_sixteen_threads_get_their_own_results(which):
                for m in model.modules())
     assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
     assert not model.training and all(not p.requires_grad and p.grad is None for p in model.parameters())
+
+
+def test_tracing_while_other_sessions_run_models():
+    """Compose traces backbones with torch.fx, which patches nn.Module process-wide during a trace. Other
+    sessions' forwards and analyses at that moment must run as if nothing happened (measured before the fix:
+    "module is not installed as a submodule" in 58 of 60 load-test steps)."""
+    import threading
+
+    from explorer import analyze
+
+    lenet = ready_model("lenet5_digits").eval().requires_grad_(False)
+    x = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    expected = predict(lenet, x).probabilities
+    errors, stop = [], threading.Event()
+
+    def trace_again_and_again():
+        for i in range(6):
+            try:
+                compose.build({"backbone": {"name": "resnet18", "out_stages": ["layer2", "layer3"]},
+                               "neck": {"kind": "fpn"}, "task": "detection", "head": {"kind": "yolo"},
+                               "input": {"channels": 3, "height": 64, "width": 64}}, meta=True)
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(f"trace: {type(e).__name__}: {e}")
+        stop.set()
+
+    def run_models():
+        while not stop.is_set():
+            try:
+                assert torch.equal(predict(lenet, x).probabilities, expected)
+                analyze("lenet5", (1, 32, 32), training_memory=False)
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"forward: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=trace_again_and_again)] + [threading.Thread(target=run_models)
+                                                                   for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors[:3]

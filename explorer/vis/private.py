@@ -83,16 +83,13 @@ def _traced_qualnames(name: str) -> dict:
 
     ``create_feature_extractor`` traced exactly this model with the same tracer, so node names agree; the meta
     build costs no memory. Empty when the model does not trace."""
-    from torchvision.models.feature_extraction import NodePathTracer, _set_default_tracer_kwargs
-
     from .. import catalog
+    from ..tracing import node_qualnames
 
     try:
-        tracer = NodePathTracer(**_set_default_tracer_kwargs(None))
-        tracer.trace(catalog.build_meta(name).eval())
+        return node_qualnames(catalog.build_meta(name).eval())
     except Exception:  # noqa: BLE001 - any tracing failure: fall back to the neighbour rule
         return {}
-    return {node.name: q for node, q in tracer.node_to_qualname.items()}
 
 
 def _parent(path: str) -> str:

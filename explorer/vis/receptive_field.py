@@ -251,7 +251,7 @@ _TRACE_LOCK = threading.Lock()
 
 
 def _extractor(model: nn.Module, node: str) -> nn.Module:
-    from torchvision.models.feature_extraction import create_feature_extractor
+    from ..tracing import create_feature_extractor
 
     with _TRACE_LOCK:
         per_model = _EXTRACTORS.setdefault(model, {})
