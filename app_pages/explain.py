@@ -53,7 +53,9 @@ with tab_attr:
             method = st.selectbox("Method", attribution.METHODS, key="w.explain.method")
         with c_target:
             order = [predicted] + [i for i in torch.argsort(scores, descending=True).tolist() if i != predicted][:49]
-            target = st.selectbox("Explain the class", order, key="w.explain.target",
+            # Keyed by network and image: a new image starts at its own predicted class.
+            target = st.selectbox("Explain the class", order,
+                                  key=f"w.explain.target.{hash(loaded.cache_key)}.{image.digest}",
                                   format_func=lambda i: f"{loaded.label_of(i)} ({float(scores[i]):.1%})"
                                   + (" — predicted" if i == predicted else ""),
                                   help="The predicted class, or any of the 50 most likely ones.")

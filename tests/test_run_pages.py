@@ -237,3 +237,18 @@ def test_pretrained_backbone_of_a_composition(tmp_path, monkeypatch):
     _clean(at)
     assert any("pretrained backbone (ResNet18_Weights.IMAGENET1K_V1); neck and head untrained"
                in c.value.replace("\\", "") for c in at.caption)
+
+
+def test_explain_follows_a_new_image_to_its_own_predicted_class():
+    at = open_page("explain", source="lenet5_digits")
+    first = at.selectbox(key="w.explain.one").value
+    target = [s for s in at.selectbox if s.label == "Explain the class"][0]
+    assert target.value is not None and "— predicted" in target.format_func(target.value)
+    # a digit of another class: the class box must show that image's prediction, not keep the old one
+    samples = dict(digit_samples())
+    index = next(i for i, y in samples.items() if y != samples[int(first.split(":")[1])])
+    at.selectbox(key="w.explain.one").set_value(f"digit:{index}").run()
+    _clean(at)
+    target = [s for s in at.selectbox if s.label == "Explain the class"][0]
+    assert target.format_func(target.value).startswith(f"{samples[index]} (")
+    assert "— predicted" in target.format_func(target.value)
