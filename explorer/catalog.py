@@ -171,7 +171,10 @@ def info(name: str) -> ModelInfo:
     except KeyError:
         close = difflib.get_close_matches(name, names(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else " Run `python -m explorer list` to see them."
-        raise UnknownModelError(f"There is no architecture called '{name}' in the catalog.{hint}") from None
+        shown = str(name)  # quoted on one line and short, whatever was asked for (a link can carry anything)
+        shown = shown if shown.isprintable() else shown.encode("unicode_escape").decode("ascii")
+        shown = shown if len(shown) <= 60 else shown[:59] + "…"
+        raise UnknownModelError(f"There is no architecture called '{shown}' in the catalog.{hint}") from None
 
 
 def families() -> list[str]:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import catalog
-from .spec import TWO_STAGE, ArchitectureSpec, SpecError
+from .spec import TWO_STAGE, ArchitectureSpec, SpecError, check_budget, default_level_count
 
 __all__ = ["build", "build_meta", "backbone_stages", "default_out_stages", "ComposedModel", "StageInfo"]
 
@@ -94,12 +94,12 @@ def _custom_module(spec: ArchitectureSpec) -> nn.Module:
 def _custom_stages(spec_json: str) -> tuple:
     spec = ArchitectureSpec.from_json(spec_json)
     with _meta_build():
-        body = _custom_module(spec)
+        body = _custom_module(spec).eval()  # eval: BatchNorm in training mode refuses a 1×1 map of one image
     x = torch.empty((1,) + spec.input.shape, device="meta")
     try:
         with torch.no_grad():
             outs = body(x)
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         raise SpecError(f"The custom backbone cannot take a {'×'.join(map(str, spec.input.shape))} input "
                         f"({str(e).splitlines()[0]}); use a larger input or fewer stride-2 stages.") from None
     return tuple(StageInfo(k, v.shape[1], max(1, round(spec.input.height / v.shape[2])), tuple(v.shape[2:]))
@@ -117,10 +117,7 @@ def default_out_stages(spec: ArchitectureSpec) -> list:
     """Classification, regression, similarity and FCN read the last stage; detection necks and U-Net the
     last three (four for U-Net)."""
     names = [s.name for s in backbone_stages(spec)]
-    multi = spec.neck.kind in ("fpn", "panet", "bifpn") or spec.head.kind in ("yolo", "ssd", "unet") \
-        or (spec.head.kind in TWO_STAGE and spec.neck.kind != "none")
-    k = 4 if spec.head.kind == "unet" else 3 if multi else 1
-    return names[-k:]
+    return names[-default_level_count(spec):]
 
 
 def resolve(spec: ArchitectureSpec) -> tuple:
@@ -141,7 +138,15 @@ def resolve(spec: ArchitectureSpec) -> tuple:
     if spec.head.kind == "unet" and len(outs) < 2:
         raise SpecError("A U-Net decoder needs at least two backbone stages; choose stages 1–4 or pick the FCN "
                         "head.")
-    return outs, [stages[n] for n in outs]
+    infos = [stages[n] for n in outs]
+    # The budget again, now that the stages are known (for a catalog backbone the spec alone cannot tell its
+    # widths, so a giant neck or head on it is caught here, still before the composition is built).
+    backbone = None
+    if not spec.backbone.is_custom:
+        a = _catalog_analysis(spec.backbone.name, spec.input.shape)
+        backbone = (a.params, a.activations)
+    check_budget(spec, [(i.channels, *i.size) for i in infos], backbone)
+    return outs, infos
 
 
 def _is_any_stage(spec, name) -> bool:
@@ -249,7 +254,7 @@ def _backbone(spec: ArchitectureSpec, outs: list, infos: list) -> nn.Module:
     channels = [i.channels for i in infos]
     if spec.backbone.is_custom:
         return BackboneStages(_custom_module(spec), outs, channels)
-    from torchvision.models.feature_extraction import create_feature_extractor
+    from .tracing import create_feature_extractor
 
     body = create_feature_extractor(catalog.build(spec.backbone.name), return_nodes={s: s for s in outs})
     return BackboneStages(body, outs, channels)

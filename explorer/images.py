@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import warnings
 
 import numpy as np
@@ -119,7 +120,7 @@ def load_image(data: bytes, filename: str) -> Image.Image:
     if len(data) > MAX_BYTES:
         raise ImageError(f"{name} is {len(data) / 1024 / 1024:.1f} MB, more than the 20 MB limit; "
                          "upload a smaller image.")
-    too_big = (f"{name} is too large to decode safely (more than {MAX_PIXELS:,} pixels); "
+    too_big = (f"{name} is too large to decode safely (more than the {MAX_PIXELS:,} pixel limit); "
                "upload a smaller image.")
     try:
         # Image.open reads only the header. DecompressionBombWarning becomes an error; the explicit size check
@@ -143,7 +144,12 @@ def load_image(data: bytes, filename: str) -> Image.Image:
                 return _to_rgb(upright)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # Pillow refuses at its own (higher) limit before the size reaches us; its message carries the count.
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        if found:
+            raise ImageError(f"{name} has {int(found.group(1)):,} pixels, more than the {MAX_PIXELS:,} pixel "
+                             "limit; upload a smaller image.") from None
         raise ImageError(too_big) from None
     except UnidentifiedImageError:
         kind = _sniff(data)

@@ -68,6 +68,13 @@ MAX_REPEATS = 64
 MAX_WIDTH = 4096
 MAX_CLASSES = 100_000
 MAX_HIDDEN_LAYERS = 8
+# A spec inside every single limit above can still describe a giant network (64 stages × 64 dense blocks of width
+# 4096, a flattening head on a 2048² map). So the whole composition also has a budget, checked on a cheap estimate
+# from the spec alone (`estimate`), before any module is built. The budget admits every catalog CNN as a backbone
+# (the largest, regnet_y_128gf, has 645 M parameters and 211 M activations per image at its 384 px).
+MAX_BLOCKS = 256  # blocks of a custom backbone in all (the sum of the stages' repeats)
+MAX_PARAMS = 700_000_000  # estimated parameters of the whole composition (2.8 GB in float32)
+MAX_ACTIVATIONS = 1_000_000_000  # estimated activation values per image, lecture convention (4 GB in float32)
 
 
 class SpecError(ValueError):
@@ -78,37 +85,49 @@ def _err(msg: str):
     raise SpecError(msg)
 
 
+def _show(v, limit: int = 60) -> str:
+    """A value as a message quotes it: its repr on one line (control characters escaped), at most ``limit``
+    characters, so a hostile value can neither break the sentence nor flood the screen."""
+    try:
+        text = repr(v)
+    except RecursionError:  # pragma: no cover (JSON cannot nest this deep; a hand-made dict can)
+        text = type(v).__name__
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _check_keys(where: str, data: dict, allowed) -> None:
     if not isinstance(data, dict):
         _err(f"'{where}' must be an object with keys {', '.join(allowed)}; got {type(data).__name__}.")
-    unknown = sorted(set(data) - set(allowed))
+    unknown = sorted((k for k in data if k not in allowed), key=str)
     if unknown:
-        _err(f"'{where}' has no setting '{unknown[0]}'; its settings are: {', '.join(allowed) or 'none'}.")
+        _err(f"'{where}' has no setting {_show(unknown[0])}; its settings are: {', '.join(allowed) or 'none'}.")
 
 
 def _int(where: str, v, lo: int, hi: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        _err(f"'{where}' must be a whole number between {lo:,} and {hi:,}; got {v!r}.")
+        _err(f"'{where}' must be a whole number between {lo:,} and {hi:,}; got {_show(v)}.")
     if not lo <= v <= hi:
-        _err(f"'{where}' must be between {lo:,} and {hi:,}; got {v:,}.")
+        _err(f"'{where}' must be between {lo:,} and {hi:,}; got {_show(v) if abs(v) > 10**15 else f'{v:,}'}.")
     return v
 
 
 def _bool(where: str, v) -> bool:
     if not isinstance(v, bool):
-        _err(f"'{where}' must be true or false; got {v!r}.")
+        _err(f"'{where}' must be true or false; got {_show(v)}.")
     return v
 
 
 def _choice(where: str, v, options) -> str:
-    if v not in options:
-        _err(f"'{where}' must be one of {', '.join(map(str, options))}; got {v!r}.")
+    # The type must match too: JSON's true equals 1 and 2.0 equals 2 in Python, but neither is a stride.
+    if not any(type(v) is type(o) and v == o for o in options):
+        _err(f"'{where}' must be one of {', '.join(map(str, options))}; got {_show(v)}.")
     return v
 
 
 def _str_list(where: str, v) -> list:
     if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
-        _err(f"'{where}' must be a list of stage names; got {v!r}.")
+        _err(f"'{where}' must be a list of stage names; got {_show(v)}.")
     if len(set(v)) != len(v):
         _err(f"'{where}' names a stage twice; list each stage once.")
     return list(v)
@@ -190,8 +209,8 @@ class ArchitectureSpec:
         bb = data.get("backbone", {})
         _check_keys("backbone", bb, ("name", "pretrained", "frozen_stages", "out_stages", "stages"))
         name = bb.get("name", "resnet18")
-        if not isinstance(name, str):
-            _err(f"'backbone.name' must be a catalog name or \"custom\"; got {name!r}.")
+        if not isinstance(name, str) or not name.isprintable() or len(name) > 100:
+            _err(f"'backbone.name' must be a catalog name or \"custom\"; got {_show(name)}.")
         b = BackboneSpec(
             name=name,
             pretrained=_bool("backbone.pretrained", bb.get("pretrained", False)),
@@ -218,7 +237,7 @@ class ArchitectureSpec:
 
         nk = data.get("neck", {})
         if not isinstance(nk, dict):
-            _err(f"'neck' must be an object like {{\"kind\": \"fpn\"}}; got {nk!r}.")
+            _err(f"'neck' must be an object like {{\"kind\": \"fpn\"}}; got {_show(nk)}.")
         kind = _choice("neck.kind", nk.get("kind", "none"), NECKS)
         _check_keys("neck", nk, ("kind",) + tuple(NECK_SETTINGS[kind]))
         ns = dict(NECK_SETTINGS[kind])
@@ -229,7 +248,7 @@ class ArchitectureSpec:
 
         hd = data.get("head", {})
         if not isinstance(hd, dict):
-            _err(f"'head' must be an object like {{\"kind\": \"classification\"}}; got {hd!r}.")
+            _err(f"'head' must be an object like {{\"kind\": \"classification\"}}; got {_show(hd)}.")
         hkind = _choice("head.kind", hd.get("kind", DEFAULT_HEAD[task]), HEADS)
         if hkind not in HEADS_FOR_TASK[task]:
             _err(f"The {hkind} head does not do {task}; for {task} choose "
@@ -244,6 +263,7 @@ class ArchitectureSpec:
 
         spec = cls(task=task, input=i, backbone=b, neck=n, head=h)
         spec._check_combination()
+        check_budget(spec)
         return spec
 
     def _check_combination(self) -> None:
@@ -289,8 +309,14 @@ class ArchitectureSpec:
     def from_json(cls, text: str) -> "ArchitectureSpec":
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, TypeError) as e:
+        except json.JSONDecodeError as e:
             raise SpecError(f"The spec is not valid JSON ({e}); check the file or paste it again.") from None
+        except RecursionError:
+            raise SpecError("The spec nests lists or objects too deeply to be a composition; check the file or "
+                            "paste it again.") from None
+        except (ValueError, TypeError):  # e.g. a number with thousands of digits, or bytes that are not text
+            raise SpecError("The spec is not valid JSON (it holds a value that cannot be read, such as a number "
+                            "with thousands of digits); check the file or paste it again.") from None
         return cls.from_dict(data)
 
     def to_json(self, indent: Optional[int] = None) -> str:
@@ -348,11 +374,11 @@ def _head_setting(k: str, v):
         return [_int("head.hidden", w, 1, MAX_WIDTH * 4) for w in v]
     if k == "dropout":
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-            _err(f"'head.dropout' must be a number from 0 up to (not including) 1; got {v!r}.")
+            _err(f"'head.dropout' must be a number from 0 up to (not including) 1; got {_show(v)}.")
         return float(v)
     if k == "pooling":
         return _choice("head.pooling", v, POOLINGS)
-    _err(f"'head' has no setting '{k}'.")  # pragma: no cover (keys are checked before)
+    _err(f"'head' has no setting {_show(k)}.")  # pragma: no cover (keys are checked before)
 
 
 def _parse_stages(stages) -> list:
@@ -372,3 +398,195 @@ def _parse_stages(stages) -> list:
             stride=_choice(f"{where}.stride", st.get("stride", 2), (1, 2)),
         ))
     return out
+
+
+# -- the budget: a cheap estimate of the whole composition, from the spec alone -----------------------------------
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Rough size of a composition (within about a factor of two of the built model), for the budget only."""
+
+    blocks: int  # blocks of a custom backbone (0 for a catalog one)
+    params: int  # parameters: backbone + neck + head
+    activations: int  # activation values per image, lecture convention (input + conv / pool / fc outputs)
+    parts: dict  # part -> estimated parameters ("backbone", "neck", "head")
+
+
+def _half(n: int) -> int:
+    return -(-n // 2)  # a stride-2 layer: ceil(n / 2) (the pooling kinds floor; ceil is the larger)
+
+
+def _block_cost(kind: str, ci: int, co: int, stride: int, hw_in: int, hw_out: int) -> tuple:
+    """(parameters, activation values) of one block of ``kind`` (explorer.blocks.make_block), BatchNorm and
+    biases left out (a few per channel)."""
+    proj = stride != 1 or ci != co
+    if kind == "conv":
+        return 9 * ci * co, co * hw_out
+    if kind == "vgg":
+        return 9 * ci * co + 9 * co * co, 2 * co * hw_in + (co * hw_out if stride == 2 else 0)
+    if kind in ("residual", "preact"):
+        return 9 * ci * co + 9 * co * co + proj * ci * co, (2 + proj) * co * hw_out
+    if kind in ("bottleneck", "shuffle"):
+        m = max(1, co // 4)
+        inner = 9 * m * m if kind == "bottleneck" else 9 * m
+        return ci * m + inner + m * co + proj * ci * co, m * hw_in + m * hw_out + (1 + proj) * co * hw_out
+    if kind == "separable":
+        return 9 * ci + ci * co, ci * hw_out + co * hw_out
+    if kind == "inverted_residual":
+        e = 6 * ci
+        return ci * e + 9 * e + e * co, e * hw_in + e * hw_out + co * hw_out
+    if kind == "inception":  # the widths of explorer.blocks.inception_widths
+        c1, c5, pool = max(1, co // 4), max(1, co // 8), max(1, co // 8)
+        c3 = co - c1 - c5 - pool
+        c3r, c5r = max(1, 3 * c3 // 4), max(1, c5 // 2)
+        return (ci * (c1 + c3r + c5r + pool) + 9 * c3r * c3 + 25 * c5r * c5,
+                (co + c3r + c5r) * hw_in + (co * hw_out if stride == 2 else 0))
+    if kind == "dense":  # four layers of growth co/4 (bottleneck 4×), then the transition
+        return 5 * ci * co + 23 * co * co // 2, 6 * co * hw_in + (co * hw_out if stride == 2 else 0)
+    if kind == "convnext":
+        down = 4 * ci * co if stride == 2 else ci * co if ci != co else 0
+        return 49 * co + 8 * co * co + down, 8 * co * hw_out
+    # se / cbam: a 3×3 conv, then a gate with co/16 hidden units
+    return 9 * ci * co + 2 * co * max(1, co // 16), co * hw_out
+
+
+def _custom_levels(spec: "ArchitectureSpec") -> tuple:
+    """(stage name -> (channels, h, w), blocks, parameters, activations) of a custom backbone."""
+    c, h, w = spec.input.shape
+    stages = spec.backbone.stages
+    width = stages[0].width // 2 or 32  # the stem of explorer.blocks.CustomBackbone
+    h, w = _half(h), _half(w)
+    params, acts = 9 * c * width, width * h * w
+    levels = {"stem": (width, h, w)}
+    blocks = 0
+    for n, st in enumerate(stages, 1):
+        for r in range(st.repeats):
+            stride = st.stride if r == 0 else 1
+            hw_in = h * w
+            if stride == 2:
+                h, w = _half(h), _half(w)
+            p, a = _block_cost(st.block, width, st.width, stride, hw_in, h * w)
+            params, acts, width = params + p, acts + a, st.width
+        blocks += st.repeats
+        levels[f"stage{n}"] = (width, h, w)
+    return levels, blocks, params, acts
+
+
+def default_level_count(spec: "ArchitectureSpec") -> int:
+    """How many backbone stages feed the neck / head when 'out_stages' is left out: the last one for
+    classification, regression, similarity and FCN; the last three for detection necks and heads; four for U-Net."""
+    multi = spec.neck.kind in MULTI_LEVEL_NECKS or spec.head.kind in ("yolo", "ssd", "unet") \
+        or (spec.head.kind in TWO_STAGE and spec.neck.kind != "none")
+    return 4 if spec.head.kind == "unet" else 3 if multi else 1
+
+
+def _neck_cost(kind: str, settings: dict, levels: list) -> tuple:
+    """(parameters, activation values, output levels) of the neck on ``levels`` [(channels, h, w), ...]."""
+    width = settings.get("width", 0)
+    if kind in ("none", "se", "cbam", "spatial"):
+        gate = {"none": lambda c: 0, "spatial": lambda c: 98}.get(kind, lambda c: 2 * c * max(1, c // 16))
+        return (sum(gate(c) for c, _, _ in levels),
+                0 if kind == "none" else sum(c * h * w for c, h, w in levels), list(levels))
+    out = [(width, h, w) for _, h, w in levels]
+    hw = sum(h * w for _, h, w in levels)
+    params = sum(c * width for c, _, _ in levels)  # lateral / projection 1×1 convs
+    if kind in ("fpn", "panet"):  # a 3×3 conv per level; PANet adds two per level on its way down
+        params += 9 * width * width * (len(levels) + (2 * (len(levels) - 1) if kind == "panet" else 0))
+        acts = width * hw * (2 if kind == "fpn" else 3)
+    else:  # bifpn: per repeat, 2 (L - 1) separable convs
+        params += settings.get("repeats", 1) * 2 * (len(levels) - 1) * (9 * width + width * width)
+        acts = width * hw * (1 + 3 * settings.get("repeats", 1))
+    return params, acts, out
+
+
+def _head_cost(spec: "ArchitectureSpec", levels: list) -> tuple:
+    """(parameters, activation values) of the head on the neck's ``levels`` [(channels, h, w), ...]."""
+    kind, s = spec.head.kind, spec.head.settings
+    c, h, w = levels[-1]
+    if kind in ("classification", "regression"):
+        sizes = [c * h * w if s["pooling"] == "flatten" else c] + list(s["hidden"])
+        sizes.append(s["num_classes"] if kind == "classification" else s["outputs"])
+        return sum(a * b for a, b in zip(sizes, sizes[1:])), sum(sizes[1:])
+    if kind == "siamese":
+        return c * c + c * s["embedding_dim"], c + s["embedding_dim"]
+    if kind in ("yolo", "ssd"):
+        per = s["anchors_per_cell"] * (5 + s["num_classes"]) if kind == "yolo" else 4 * (5 + s["num_classes"])
+        k = 1 if kind == "yolo" else 9
+        return sum(k * lc * per for lc, _, _ in levels), sum(per * lh * lw for _, lh, lw in levels)
+    if kind == "fcn":
+        inter = max(1, c // 4)
+        return 9 * c * inter + inter * s["num_classes"], (inter + s["num_classes"]) * h * w
+    if kind == "unet":
+        params = acts = 0
+        for (skip, sh, sw), (prev, _, _) in zip(reversed(levels[:-1]), reversed(levels[1:])):
+            params += 4 * prev * skip + 27 * skip * skip
+            acts += 3 * skip * sh * sw
+        c0, h0, w0 = levels[0]
+        return params + c0 * s["num_classes"], acts + s["num_classes"] * h0 * w0
+    # Faster / Mask R-CNN: RPN conv, 2×1024 box MLP on 7×7 RoIs, predictors; 1000 proposals at inference
+    n = s["num_classes"] + 1
+    params = 9 * c * c + 15 * c + 49 * c * 1024 + 1024 * 1024 + 5 * 1024 * n
+    acts = sum(lc * lh * lw for lc, lh, lw in levels) + 1000 * (49 * c + 2048)
+    if kind == "mask_rcnn":  # four 3×3 convs of 256, a 2×2 up-convolution, a 1×1 predictor; 100 detections
+        params += 9 * 256 * (c + 3 * 256) + 4 * 256 * 256 + 256 * n
+        acts += 100 * (196 * (c + 5 * 256) + 784 * (256 + n))
+    return params, acts
+
+
+def estimate(spec: "ArchitectureSpec", levels: Optional[list] = None, backbone: Optional[tuple] = None) -> Estimate:
+    """A cheap estimate of the whole composition, no module built.
+
+    A custom backbone is estimated from its stages. For a catalog backbone pass what is known about it:
+    ``backbone`` = (parameters, activations with the input) and ``levels`` = [(channels, h, w)] of the chosen
+    output stages; without them its published parameter count stands for the backbone, and the neck and head are
+    counted only as far as they do not depend on the backbone (the hidden layers of an MLP head)."""
+    blocks = 0
+    if spec.backbone.is_custom:
+        named, blocks, b_params, b_acts = _custom_levels(spec)
+        outs = spec.backbone.out_stages
+        if not outs or not all(o in named for o in outs):
+            outs = list(named)[-default_level_count(spec):]
+        order = list(named)
+        levels = [named[o] for o in sorted(outs, key=order.index)]
+    elif backbone is not None:
+        b_params, b_acts = backbone
+    else:
+        from . import catalog
+
+        b_params, b_acts = catalog.info(spec.backbone.name).num_params or 0, 0
+    if backbone is None:  # (a catalog analysis counts the input already)
+        b_acts += spec.input.channels * spec.input.height * spec.input.width  # the input itself
+    if levels:
+        n_params, n_acts, out = _neck_cost(spec.neck.kind, spec.neck.settings, levels)
+        h_params, h_acts = _head_cost(spec, out)
+    else:  # the backbone's stages are not known yet: count what does not depend on them
+        n_params = n_acts = h_acts = 0
+        hidden = spec.head.settings.get("hidden") or []
+        h_params = sum(a * b for a, b in zip(hidden, hidden[1:]))
+    return Estimate(blocks, b_params + n_params + h_params, b_acts + n_acts + h_acts,
+                    {"backbone": b_params, "neck": n_params, "head": h_params})
+
+
+_ADVICE = {
+    "backbone": "use fewer or narrower stages (width) or fewer repeats",
+    "neck": "use a smaller neck width or fewer BiFPN repeats",
+    "head": "use global average pooling instead of flatten, fewer or narrower hidden layers, or fewer classes",
+}
+
+
+def check_budget(spec: "ArchitectureSpec", levels: Optional[list] = None, backbone: Optional[tuple] = None) -> None:
+    """Refuse a composition too big for the server (MAX_BLOCKS, MAX_PARAMS, MAX_ACTIVATIONS) with a sentence
+    naming the limit and what to change; see `estimate` for ``levels`` and ``backbone``."""
+    if spec.backbone.is_custom:
+        blocks = sum(st.repeats for st in spec.backbone.stages)
+        if blocks > MAX_BLOCKS:
+            _err(f"A custom backbone may have at most {MAX_BLOCKS:,} blocks in all (the sum of the stages' "
+                 f"repeats); this one has {blocks:,}, so use fewer stages or fewer repeats.")
+    e = estimate(spec, levels, backbone)
+    if e.params > MAX_PARAMS:
+        part = max(e.parts, key=e.parts.get)
+        _err(f"This composition would have about {e.params:,} parameters, more than the {MAX_PARAMS:,} parameter "
+             f"limit of this app; most are in the {part}, so {_ADVICE[part]}.")
+    if e.activations > MAX_ACTIVATIONS:
+        _err(f"At {spec.input.height}×{spec.input.width} this composition would hold about {e.activations:,} "
+             f"activation values per image, more than the {MAX_ACTIVATIONS:,} activation limit of this app; use "
+             "a smaller input, or fewer or narrower stages before the first strides.")

@@ -8,7 +8,8 @@ from fractions import Fraction
 from numbers import Number
 from typing import Optional
 
-__all__ = ["fmt_int", "fmt_bytes", "fmt_count", "fmt_shape", "fmt_pair", "fmt_rf", "fmt_num", "md_escape"]
+__all__ = ["fmt_int", "fmt_bytes", "fmt_count", "fmt_shape", "fmt_pair", "fmt_rf", "fmt_num", "md_escape",
+           "fmt_quoted"]
 
 # Characters Streamlit's Markdown would read as formatting ($ starts LaTeX, _ and * emphasis, ...).
 _MD_SPECIAL = set("\\`*_{}[]<>#|~$")
@@ -81,3 +82,12 @@ def md_escape(text: str) -> str:
     """Text from the library (notes, error sentences, paper titles) shown literally inside st.markdown / st.info:
     an op name like "aten._foo_bar_" or a price-like "$" must not turn into italics or LaTeX."""
     return "".join("\\" + c if c in _MD_SPECIAL else c for c in str(text))
+
+
+def fmt_quoted(text, limit: int = 40) -> str:
+    """Something a person typed (a link's value) as a sentence quotes it: on one line, control characters
+    escaped, at most ``limit`` characters — a hostile link can neither break the sentence nor flood the page."""
+    text = str(text)
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -62,8 +62,8 @@ def model_choice(page: str) -> ModelChoice:
         asked = st.query_params.get("source")
         st.session_state[_SOURCE] = asked if asked in SOURCES else "composition"
         if asked and asked not in SOURCES:
-            st.error(md_escape(f"The link asks for source='{fmt_quoted(asked)}', which is not one of {', '.join(SOURCES)}; "
-                               "showing your composition."), icon=":material/link_off:")
+            st.error(md_escape(f"The link asks for source='{fmt_quoted(asked)}', which is not one of "
+                               f"{', '.join(SOURCES)}; showing your composition."), icon=":material/link_off:")
     source = st.session_state[_SOURCE]
     if st.query_params.get("source") != source:
         st.query_params["source"] = source

@@ -14,7 +14,7 @@ import torch
 
 from .. import analyze, catalog
 from ..analysis import Analysis, AnalysisError
-from .format import md_escape
+from .format import fmt_quoted, md_escape
 
 __all__ = ["DEFAULT_MODEL", "DTYPES", "MIN_SIDE", "MAX_SIDE", "Selection", "cached_analysis", "parse_query",
            "init_selection", "current_selection", "set_selection", "sync_query_params", "query_params_for"]
@@ -79,8 +79,8 @@ def parse_query(params: Mapping[str, str]) -> tuple[Selection, list[str]]:
     try:
         catalog.info(model)
     except catalog.UnknownModelError as e:
-        errors.append(f"The link asks for model '{raw_model}': {e} Showing {DEFAULT_MODEL} at its default "
-                      "size instead.")
+        errors.append(f"The link asks for model '{fmt_quoted(raw_model)}': {e} Showing {DEFAULT_MODEL} at its "
+                      "default size instead.")
         return Selection(DEFAULT_MODEL, default_side(DEFAULT_MODEL)), errors
 
     side = default_side(model)
@@ -89,14 +89,14 @@ def parse_query(params: Mapping[str, str]) -> tuple[Selection, list[str]]:
         try:
             value = int(raw_side)
         except ValueError:
-            errors.append(f"The link's input size '{raw_side}' is not a whole number of pixels (write e.g. "
-                          f"input=224); showing {model} at its default {side} px instead.")
+            errors.append(f"The link's input size '{fmt_quoted(raw_side)}' is not a whole number of pixels (write "
+                          f"e.g. input=224); showing {model} at its default {side} px instead.")
         else:
             if MIN_SIDE <= value <= MAX_SIDE:
                 side = value
             else:
-                errors.append(f"The link's input size {value} px is outside {MIN_SIDE}–{MAX_SIDE} px; showing "
-                              f"{model} at its default {side} px instead.")
+                errors.append(f"The link's input size {fmt_quoted(value)} px is outside {MIN_SIDE}–{MAX_SIDE} px; "
+                              f"showing {model} at its default {side} px instead.")
     return Selection(model, side), errors
 
 
