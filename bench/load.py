@@ -816,11 +816,11 @@ async def _close_all(contexts) -> None:
 
 async def run_n(browser, n: int, warmup_plan: SessionPlan, plans: list[SessionPlan], *, concurrency: int,
                 step_timeout: float, session_timeout: float, deadline_s: float, log_dir: Path,
-                min_free: int = 2 * 2**30, warmup: bool = True, progress=print) -> RunResult:
+                min_free: int = 2 * 2**30, warmup: bool = True, mix: str = "mixed", progress=print) -> RunResult:
     """A fresh server, one warm-up session, then ``n`` sessions at once; the server is stopped in any case.
     ``warmup=False`` (the test): no warm-up session, so the sessions also meet cold caches ("before" is then the
     idle server's RSS)."""
-    log_path = log_dir / f"server-N{n}.log"
+    log_path = log_dir / f"server-{mix}-N{n}.log"  # one per run: a second mix must not overwrite the first
     tmp = Path(tempfile.mkdtemp(prefix=f"load-N{n}-", dir=log_dir))
     server = Server(log_path)
     others = Others(plans + [warmup_plan])
@@ -897,7 +897,7 @@ async def bench(ns: list[int], *, compositions: tuple[str, ...] = ("mixed",), co
                     r = await run_n(browser, n, warmup_plan, plans_all[:n], concurrency=concurrency,
                                     step_timeout=step_timeout, session_timeout=session_timeout,
                                     deadline_s=deadline_for(n), log_dir=log_dir, min_free=min_free,
-                                    warmup=warmup, progress=progress)
+                                    warmup=warmup, mix=mix, progress=progress)
                     r.log_notes = _log_notes(r.log_path)
                     r.browser_version, r.compositions = browser.version, mix
                     out.append(r)
@@ -958,8 +958,8 @@ def report(runs: list[RunResult], argv: list[str], concurrency: int, step_timeou
         f"{machine_line()}, Chromium {chromium} (headless, one browser, one context per session)  ",
         f"Command: `{' '.join(shlex.quote(a) for a in ['.venv/bin/python', 'bench/load.py'] + argv)}`  ",
         f"A fresh server per N, one warm-up session first; all N contexts and Streamlit sessions open at once, "
-        f"steps through a pool ({cap}; the session furthest along first); step timeout {step_timeout:.0f} s, session budget {session_timeout:.0f} s of active time, "
-        f"deadline {deadline} per N.",
+        f"steps through a pool ({cap}; the session furthest along first); step timeout {step_timeout:.0f} s, "
+        f"session budget {session_timeout:.0f} s of active time, deadline {deadline} per N.",
         "",
         "Targets: 0 errors, 0 wrong results, ≤ 15 MiB per extra session. Latency: from the action (goto, click, "
         "upload, option) until the run is idle and the expected value shows; ok steps only; the wait for a worker "
@@ -1059,7 +1059,8 @@ def _ranges(xs: list[int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sessions", type=int, nargs="+", help=f"N values (default {' '.join(map(str, DEFAULT_SESSIONS))})")
+    ap.add_argument("--sessions", type=int, nargs="+",
+                    help=f"N values (default {' '.join(map(str, DEFAULT_SESSIONS))})")
     ap.add_argument("--quick", action="store_true", help=f"N = {' '.join(map(str, QUICK_SESSIONS))} only")
     ap.add_argument("--compositions", nargs="+", choices=list(MIXES), default=["mixed"],
                     help="which compositions the sessions build (several: one table each)")
@@ -1070,8 +1071,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadline", type=float, default=None,
                     help="seconds per N for all its sessions (default 120 + 10·N)")
     ap.add_argument("--min-free-gib", type=float, default=2.0,
-                    help="stop an N early (its unfinished sessions count as errors) if the machine's available "
-                         "memory falls below this")
+                    help="stop an N early (its cancelled sessions are reported as unfinished) if the machine's "
+                         "available memory falls below this")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.md")
     ap.add_argument("--log-dir", type=Path, default=None, help="where the server logs go (default: a new temp dir)")
     args = ap.parse_args(argv)
@@ -1096,9 +1097,14 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(report(runs, argv, args.concurrency, args.step_timeout, args.session_timeout,
                                    deadline_text))
 
-    runs = run(ns, compositions=tuple(args.compositions), concurrency=args.concurrency, step_timeout=args.step_timeout,
-               session_timeout=args.session_timeout, deadline_for=deadline_for, log_dir=log_dir,
-               min_free=int(args.min_free_gib * 2**30), on_result=write)
+    try:
+        runs = run(ns, compositions=tuple(args.compositions), concurrency=args.concurrency,
+                   step_timeout=args.step_timeout, session_timeout=args.session_timeout, deadline_for=deadline_for,
+                   log_dir=log_dir, min_free=int(args.min_free_gib * 2**30), on_result=write)
+    except KeyboardInterrupt:
+        print("interrupted: contexts and browser closed, server stopped; rows measured so far are in "
+              f"{args.out}", file=sys.stderr)
+        return 130
     text = report(runs, argv, args.concurrency, args.step_timeout, args.session_timeout, deadline_text)
     print(text)
     print(f"written to {args.out}")
