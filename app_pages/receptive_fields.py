@@ -234,7 +234,7 @@ st.caption("**Theoretical** receptive field (box): every input pixel that can in
            "unit is actually large. It always lies inside the box and is usually much smaller, concentrated "
            "around the centre, because far pixels reach the unit through far fewer paths.")
 if trained:
-    st.caption(esc(f"Pretrained weights ({catalog.info(model).weights}), from torchvision's cache: a trained "
+    st.caption(esc(f"Pretrained weights ({catalog.info(model).weights}), found in the torchvision cache: a trained "
                    "network's effective field follows the image content and is smaller than an untrained one's."))
 else:
     st.caption("Random weights: the effective field of an untrained network is close to Gaussian-shaped. With the "
