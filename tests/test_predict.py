@@ -72,6 +72,9 @@ def test_predictions_equal_a_plain_forward_whatever_the_input_form(lenet, held_o
     assert torch.allclose(p.raw, logits, atol=1e-5)
     assert torch.allclose(p.probabilities, logits.softmax(1), atol=1e-6)
     assert [[i for i, _, _ in row] for row in p.top] == logits.topk(3, 1).indices.tolist()
+    assert torch.equal(p.top_indices, logits.topk(3, 1).indices) and p.top_indices.shape == (40, 3)
+    assert [[v for _, _, v in row] for row in p.top] == p.top_probabilities.tolist()
+    assert torch.allclose(p.top_probabilities, logits.softmax(1).topk(3, 1).values, atol=1e-6)
     assert p.labels == [str(i) for i in range(10)] and p.top[0][0][1] == str(p.top[0][0][0])
     listed = predict(lenet, list(x[:4]), "cpu")
     single = predict(lenet, x[0], "cpu", top_k=50)  # k is capped at the number of classes
