@@ -34,6 +34,15 @@ def ratio_text(big: int, small: int) -> str:
     return f"{small / big:.1f}×"
 
 
+def same_conv_inputs(cols, prefix: str, hw: int, c_in: int, c_out: int, kernel: int) -> tuple[int, int, int, int]:
+    """H = W, C_in, C_out and K of a 'same'-padded convolution in the first four of ``cols``; keys calc.<prefix>_*."""
+    return (int(cols[0].number_input("H = W", 1, 1024, hw, key=f"calc.{prefix}_hw",
+                                     help="'Same' padding: output is H × W.")),
+            int(cols[1].number_input("C_in", 1, 8192, c_in, key=f"calc.{prefix}_cin")),
+            int(cols[2].number_input("C_out", 1, 8192, c_out, key=f"calc.{prefix}_cout")),
+            cols[3].slider("Kernel K", 1, 11, kernel, key=f"calc.{prefix}_k"))
+
+
 def cost_bars(rows: list[tuple[str, list[tuple[str, int]]]]):
     """Horizontal bars, one per option, stacked from its parts and labelled with the total at the end, so the
     ratio is seen as well as read. A part's colour is the same in every bar (the legend names it)."""
@@ -157,10 +166,7 @@ st.caption("Defaults: VGG16's first FC layer, 7×7×512 = 25,088 → 4,096: 102,
 # -- 1x1 bottleneck -------------------------------------------------------------------------------------------
 st.subheader("Cost of a 5×5 convolution, with and without a 1×1 bottleneck", anchor="bottleneck", divider="gray")
 c = st.columns(5)
-b_hw = int(c[0].number_input("H = W", 1, 1024, 32, key="calc.b_hw", help="'Same' padding: output is H × W."))
-b_in = int(c[1].number_input("C_in", 1, 8192, 200, key="calc.b_cin"))
-b_out = int(c[2].number_input("C_out", 1, 8192, 92, key="calc.b_cout"))
-b_k = c[3].slider("Kernel K", 1, 11, 5, key="calc.b_k")
+b_hw, b_in, b_out, b_k = same_conv_inputs(c, "b", hw=32, c_in=200, c_out=92, kernel=5)
 b_mid = c[4].slider("Bottleneck channels", 1, 256, 16, key="calc.b_mid",
                     help="Channels of the 1×1 reduction before the K×K conv.")
 bc = ar.bottleneck_comparison(h=b_hw, w=b_hw, c_in=b_in, c_out=b_out, kernel=b_k, c_mid=b_mid)
@@ -189,11 +195,7 @@ st.caption("Defaults: the slide's 32×32×200 → 32×32×92 with a 5×5 conv, �
 
 # -- depthwise separable --------------------------------------------------------------------------------------
 st.subheader("Normal versus depthwise separable convolution", anchor="separable", divider="gray")
-c = st.columns(4)
-s_hw = int(c[0].number_input("H = W", 1, 1024, 8, key="calc.s_hw", help="'Same' padding: output is H × W."))
-s_in = int(c[1].number_input("C_in", 1, 8192, 3, key="calc.s_cin"))
-s_out = int(c[2].number_input("C_out", 1, 8192, 256, key="calc.s_cout"))
-s_k = c[3].slider("Kernel K", 1, 11, 5, key="calc.s_k")
+s_hw, s_in, s_out, s_k = same_conv_inputs(st.columns(4), "s", hw=8, c_in=3, c_out=256, kernel=5)
 sc = ar.separable_comparison(h=s_hw, w=s_hw, c_in=s_in, c_out=s_out, kernel=s_k)
 pos = s_hw * s_hw
 st.latex(rf"\text{{normal}} = C_\text{{out}} \cdot K K C_\text{{in}} \cdot HW = {times(s_out, s_k, s_k, s_in, pos)}"

@@ -10,7 +10,6 @@ import streamlit as st
 import torch
 
 from explorer import ui
-from explorer.predict import predict
 from explorer.ui import inference
 from explorer.vis import attention as charts
 from explorer.vis import attribution
@@ -20,8 +19,8 @@ SLOW = ("Integrated Gradients", "Occlusion")
 ABOUT = {
     "Grad-CAM": "the target layer's maps weighted by the mean gradient of the class score (Selvaraju et al. 2017); "
                 "coarse, at the layer's resolution",
-    "Integrated Gradients": "gradients summed along the path from a black image to this one (Sundararajan et al. "
-                            "2017); runs the network once per step",
+    "Integrated Gradients": "gradients summed along the path from the mean-colour image (all zeros after "
+                            "normalisation) to this one (Sundararajan et al. 2017); runs the network once per step",
     "Occlusion": "how much the class score drops when a grey square hides each part of the image (Zeiler & Fergus "
                  "2014); runs the network once per position",
     "Saliency": "the absolute gradient of the class score with respect to each pixel (Simonyan et al. 2014)",
@@ -46,7 +45,11 @@ with tab_attr:
         st.info(f"Attributions explain a class score; this {choice.task} network has none. The Attention tab "
                 "works for every network.", icon=":material/info:")
     else:
-        scores = predict(loaded.model, image.x, task="classification").probabilities[0]
+        try:
+            scores = inference.class_scores(loaded, image)
+        except ValueError as e:  # the network cannot take this input: its sentence
+            st.error(esc(str(e)), icon=":material/error:")
+            st.stop()
         predicted = int(scores.argmax())
         c_method, c_target, c_layer = st.columns([1.4, 1.6, 2])
         with c_method:
@@ -62,8 +65,12 @@ with tab_attr:
         with c_layer:
             layer = None
             if method == "Grad-CAM":
-                default = inference.default_cam_layer(loaded)
-                _, spatial = inference.layer_choices(loaded)
+                try:
+                    default = inference.default_cam_layer(loaded)
+                    _, spatial = inference.layer_choices(loaded)
+                except ValueError as e:  # no layer with a map, or the network does not run at its input size
+                    st.error(esc(str(e)), icon=":material/error:")
+                    st.stop()
                 paths = [p for p, _ in spatial]
                 key = f"w.explain.layer.{loaded.cache_key}"
                 if st.session_state.get(key) not in paths:
@@ -102,7 +109,11 @@ with tab_attr:
                     "Occlusion follow the strokes.", icon=":material/lightbulb:")
 
 with tab_att:
-    entries = attribution.attention_maps(loaded.model, image.x)
+    try:
+        entries = inference.cached_attention(loaded, image)
+    except ValueError as e:
+        st.error(esc(str(e)), icon=":material/error:")
+        st.stop()
     if not entries:
         st.info("This network has no SE, CBAM or spatial-attention block. Add one on Compose (neck SE / CBAM / "
                 "spatial, or SE / CBAM blocks in a custom stack), or pick a model that has them "

@@ -56,7 +56,7 @@ if not images:
     st.stop()
 image = images[0]
 try:
-    maps = features.feature_maps(loaded.model, image.x, layer)
+    maps = inference.cached_feature_maps(loaded, image, layer)
 except ValueError as e:
     st.error(esc(str(e)), icon=":material/error:")
     st.stop()

@@ -64,7 +64,7 @@ if result.task == "classification":
         st.markdown(f"**{right} of {known}** held-out digits classified correctly.")
     for start in range(0, len(images), 2):
         cols = st.columns(2, gap="large")
-        for col, im, top in zip(cols, images[start:start + 2], result.top[start:start + 2]):
+        for j, (col, im, top) in enumerate(zip(cols, images[start:start + 2], result.top[start:start + 2])):
             with col:
                 c_img, c_bar = st.columns([1, 2], vertical_alignment="center")
                 c_img.image(im.picture, caption=im.name, width="stretch")
@@ -72,7 +72,7 @@ if result.task == "classification":
                 if im.truth is not None:
                     verdict = " ✓" if top[0][1] == im.truth else f" ✗ (truth: {im.truth})"
                 c_bar.markdown(f"**{esc(top[0][1])}** · {top[0][2]:.1%}{verdict}")
-                c_bar.plotly_chart(pictures.top_k_figure(top, im.truth), key=f"predict.top.{start}.{im.name}",
+                c_bar.plotly_chart(pictures.top_k_figure(top, im.truth), key=f"predict.top.{start + j}",
                                    config={"displayModeBar": False})
                 st.caption(esc(f"Preprocessing: {im.steps}"))
 elif result.task == "detection":
@@ -82,7 +82,7 @@ elif result.task == "detection":
         rows = [{"label": loaded.label_of(int(c)), "score": float(s),
                  "box (x1, y1, x2, y2)": ", ".join(f"{v:.0f}" for v in b.tolist())}
                 for b, s, c in zip(det["boxes"], det["scores"], det["labels"])]
-        c_tab.markdown(f"**{len(rows)}** boxes scoring ≥ {threshold:.2f}"
+        c_tab.markdown(f"**{len(rows)}** boxes scoring above {threshold:.2f}"
                        + (" (the 30 best are drawn)" if len(rows) > 30 else ""))
         if rows:
             c_tab.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",

@@ -47,7 +47,7 @@ than the server; the report splits the CPU time between server, browser, bench a
 machine.
 
 Bounds: each step has --step-timeout, each session --session-timeout of active time (queueing not counted), each
-N an overall --deadline (default 120 + 10·N s); and an N stops early if the machine's available memory falls
+N an overall --deadline (default 120 + 20·N s); and an N stops early if the machine's available memory falls
 below --min-free-gib. Sessions cut off that way are reported as "unfinished" (this machine could not drive N),
 not as errors. The contexts, the browser and the server are closed / terminated in `finally` blocks, also on an
 exception, Ctrl-C or SIGTERM.
@@ -77,12 +77,9 @@ import platform
 import re
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -90,13 +87,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
-                 "--disable-backgrounding-occluded-windows"]
+from bench.server import CHROMIUM, CHROMIUM_ARGS, Server  # noqa: E402
+
 VIEWPORT = {"width": 1280, "height": 900}
-STARTUP_S = 90  # importing torch on a cold machine is the slow part
 DEFAULT_SESSIONS = (10, 30, 60)
 QUICK_SESSIONS = (5,)
 STEPS = ("compose", "layers", "predict_open", "predict_upload", "explain_open", "explain_select")
@@ -512,61 +505,7 @@ async def run_session(session: Session, slots: Slots, step_timeout: float, budge
                 return
 
 
-# -- the server and its memory ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`streamlit run app.py` on a free loopback port; `stop()` terminates it (kill after 10 s)."""
-
-    def __init__(self, log_path: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(self.port), "--server.fileWatcherType", "none",
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_healthy(self, timeout: float = STARTUP_S) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not answer /_stcore/health within {timeout} s; see {self.log_path}")
-            time.sleep(0.25)
-
-    def active_sessions(self) -> int | None:
-        try:
-            with urllib.request.urlopen(f"{self.url}/_stcore/metrics", timeout=5) as r:
-                m = re.search(rb"^active_sessions (\d+)", r.read(), re.M)
-                return int(m.group(1)) if m else None
-        except OSError:
-            return None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
-
-
+# -- the server's memory ---------------------------------------------------------------------------------------------
 def _children(pid: int) -> list[int]:
     out = []
     for d in os.listdir("/proc"):
@@ -879,7 +818,7 @@ async def run_n(browser, n: int, warmup_plan: SessionPlan, plans: list[SessionPl
 
 
 async def bench(ns: list[int], *, compositions: tuple[str, ...] = ("mixed",), concurrency: int,
-                step_timeout: float, session_timeout: float, deadline_for=lambda n: 120 + 10 * n, log_dir: Path,
+                step_timeout: float, session_timeout: float, deadline_for=lambda n: 120 + 20 * n, log_dir: Path,
                 min_free: int = 2 * 2**30, warmup: bool = True, progress=print,
                 on_result=None) -> list[RunResult]:
     """Every composition mix, every N in turn (a fresh server each), with ONE Chromium; closed in any case."""
@@ -916,7 +855,7 @@ async def bench(ns: list[int], *, compositions: tuple[str, ...] = ("mixed",), co
 
 
 def run(ns: list[int], *, compositions: tuple[str, ...] = ("mixed",), concurrency: int = 4,
-        step_timeout: float = 90.0, session_timeout: float = 300.0, deadline_for=lambda n: 120 + 10 * n,
+        step_timeout: float = 90.0, session_timeout: float = 300.0, deadline_for=lambda n: 120 + 20 * n,
         log_dir: Path | None = None, min_free: int = 2 * 2**30, warmup: bool = True, progress=print,
         on_result=None) -> list[RunResult]:
     """The bench from synchronous code (tests/test_load.py): one RunResult per composition mix and N."""
@@ -1069,7 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-timeout", type=float, default=90.0, help="seconds per step")
     ap.add_argument("--session-timeout", type=float, default=300.0, help="seconds of active time per session")
     ap.add_argument("--deadline", type=float, default=None,
-                    help="seconds per N for all its sessions (default 120 + 10·N)")
+                    help="seconds per N for all its sessions (default 120 + 20·N)")
     ap.add_argument("--min-free-gib", type=float, default=2.0,
                     help="stop an N early (its cancelled sessions are reported as unfinished) if the machine's "
                          "available memory falls below this")
@@ -1089,8 +1028,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
 
-    deadline_for = (lambda n: args.deadline) if args.deadline is not None else (lambda n: 120 + 10 * n)
-    deadline_text = f"{args.deadline:.0f} s" if args.deadline is not None else "120 + 10·N s"
+    deadline_for = (lambda n: args.deadline) if args.deadline is not None else (lambda n: 120 + 20 * n)
+    deadline_text = f"{args.deadline:.0f} s" if args.deadline is not None else "120 + 20·N s"
 
     def write(runs):  # after every N, so a later failure keeps the rows already measured
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -75,12 +75,13 @@ def _sniff(data: bytes) -> str | None:
 
 def _to_8bit(a: np.ndarray, sixteen_bit: bool) -> np.ndarray:
     """Grey values of any range -> uint8 0..255 (scaled, never clipped)."""
+    is_float = a.dtype.kind == "f"  # before the conversion below: an integer image of 0s and 1s stays dark
     a = a.astype(np.float64)
     if sixteen_bit:
         return np.round(a / 257.0).astype(np.uint8)  # 0..65535 -> 0..255
     finite = a[np.isfinite(a)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    if lo >= 0.0 and hi <= 1.0 and a.dtype.kind == "f":
+    if lo >= 0.0 and hi <= 1.0 and is_float:
         lo, hi = 0.0, 1.0  # float images in [0, 1]
     elif lo >= 0 and hi <= 255:
         lo, hi = 0.0, 255.0

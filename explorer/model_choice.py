@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import threading
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ from torch import nn
 
 from . import catalog
 from .images import ImageError, preprocess, resize_crop_normalise
-from .spec import ArchitectureSpec
+from .spec import ArchitectureSpec, parsed
 
 __all__ = ["ModelChoice", "KINDS", "MAX_RUN_PARAMS", "feature_layers", "digit_samples", "digit_input", "digit_image"]
 
@@ -31,11 +33,7 @@ KINDS = ("composition", "catalog", "ready")
 # The pages that run a network build it for real and keep it cached for every session: 200 M parameters is
 # 800 MB in fp32. Larger ones (vit_l_*, vit_h_14, regnet_y_128gf) are refused with this limit named.
 MAX_RUN_PARAMS = 200_000_000
-
-
-@functools.lru_cache(maxsize=64)
-def _spec(spec_json: str) -> ArchitectureSpec:
-    return ArchitectureSpec.from_json(spec_json)
+_SEEDING = threading.Lock()  # torch's global generator is shared by all threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +48,7 @@ class ModelChoice:
     # -- what it is --------------------------------------------------------------------------------------------
     @property
     def spec(self) -> ArchitectureSpec | None:
-        return _spec(self.key) if self.kind == "composition" else None
+        return parsed(self.key) if self.kind == "composition" else None
 
     @property
     def ready(self):
@@ -151,18 +149,25 @@ class ModelChoice:
 
     def build(self) -> nn.Module:
         """The model in eval mode with gradients off (ready to share between sessions): random weights, except
-        the ready model's trained ones. ValueError (a sentence) if it is larger than `MAX_RUN_PARAMS`."""
-        self.check_runnable()
-        if self.kind == "composition":
-            from .compose import build
+        the ready model's trained ones. ValueError (a sentence) if it is larger than `MAX_RUN_PARAMS`.
 
-            model = build(self.spec)
-        elif self.kind == "ready":
+        The random weights are seeded by the choice itself, so a model rebuilt after the cache dropped it is the
+        same model: results cached for it stay true, and everyone who opens one link sees the same untrained
+        predictions."""
+        self.check_runnable()
+        if self.kind == "ready":
             from .weights import ready_model
 
-            model = ready_model(self.key)
-        else:
-            model = catalog.build(self.key)
+            return ready_model(self.key).eval().requires_grad_(False)
+        seed = int.from_bytes(hashlib.sha256(f"{self.kind}|{self.key}".encode()).digest()[:8], "big") >> 1
+        with _SEEDING, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if self.kind == "composition":
+                from .compose import build
+
+                model = build(self.spec)
+            else:
+                model = catalog.build(self.key)
         return model.eval().requires_grad_(False)
 
 

@@ -195,7 +195,7 @@ class Prediction:
         per image), which a batch run that keeps the tensors need not pay for."""
         if self.top_indices is None:
             return None
-        names = self.labels
+        names = self.labels if self.labels is not None else _default_labels(int(self.top_indices.max()) + 1)
         return [list(zip(ii, map(names.__getitem__, ii), vv))
                 for ii, vv in zip(self.top_indices.tolist(), self.top_probabilities.tolist())]
 
@@ -236,16 +236,11 @@ def _as_batch(images) -> torch.Tensor:
     return x
 
 
-@lru_cache(maxsize=256)
-def _spec(spec_json: str):
-    from .spec import ArchitectureSpec
-
-    return ArchitectureSpec.from_json(spec_json)
-
-
 def _model_spec(model: nn.Module):
     s = model.__dict__.get("spec_json") if isinstance(model, nn.Module) else getattr(model, "spec_json", None)
-    return _spec(s) if isinstance(s, str) else None
+    from .spec import parsed
+
+    return parsed(s) if isinstance(s, str) else None
 
 
 def _first_conv(model: nn.Module) -> Optional[nn.Module]:
@@ -403,6 +398,7 @@ def _cat(parts: list):
 
 # -- post-processing per task --------------------------------------------------------------------------------------
 def _decode(model: nn.Module, out, score_threshold: float) -> list:
+    # A composition's decode passes keyword arguments on to its head's, so the head's signature names the threshold.
     target = getattr(getattr(model, "head", None), "decode", None) or model.decode
     try:
         params = inspect.signature(target).parameters

@@ -33,7 +33,9 @@ def server_threads(cores: int | None = None, env: str | None = None) -> int:
 
 
 def configure_torch_for_server() -> int:
-    """Apply `server_threads` once per process (the first call wins); returns the thread count in use."""
+    """Apply `server_threads` (app.py calls this on every rerun: cheap when the count is already right) and one
+    inter-op thread (settable only before the first parallel work, so later calls leave it); returns the intra-op
+    thread count in use."""
     n = server_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

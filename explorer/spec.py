@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import functools
 import json
 import zlib
 from typing import Any, Optional
@@ -571,6 +572,13 @@ _ADVICE = {
     "neck": "use a smaller neck width or fewer BiFPN repeats",
     "head": "use global average pooling instead of flatten, fewer or narrower hidden layers, or fewer classes",
 }
+
+
+@functools.lru_cache(maxsize=256)
+def parsed(spec_json: str) -> "ArchitectureSpec":
+    """``ArchitectureSpec.from_json``, remembered: pages and predict parse the same JSON on every rerun. The spec
+    returned is shared, so read it; change a copy (``replace``)."""
+    return ArchitectureSpec.from_json(spec_json)
 
 
 def check_budget(spec: "ArchitectureSpec", levels: Optional[list] = None, backbone: Optional[tuple] = None) -> None:

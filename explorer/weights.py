@@ -49,6 +49,7 @@ __all__ = [
 
 MAX_UPLOAD_BYTES = 600 * 2**20  # larger than any CNN in the catalog saved in float32, except the huge ViTs
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "weights")  # training checkpoints nest the weights
+MAX_NESTING = 4  # checkpoint dicts inside each other: real ones nest once or twice
 PREFIXES = ("module.", "_orig_mod.")  # added by DataParallel/DDP and torch.compile
 AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")  # GoogLeNet / Inception v3 auxiliary classifiers
 DOWNLOAD_CHUNK = 1 << 20
@@ -147,12 +148,15 @@ def _torch_load(data: bytes, name: str, kind: str):
 
 def _unwrap(obj, name: str, notes: list[str]) -> dict:
     """The flat ``{key: tensor}`` dict inside a loaded object (checkpoints nest it under 'state_dict' etc.)."""
-    while isinstance(obj, dict):
-        key = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+    for _ in range(MAX_NESTING + 1):
+        key = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None) if isinstance(obj, dict) else None
         if key is None:
             break
         notes.append(f"weights taken from the checkpoint's '{key}' entry")
         obj = obj[key]
+    else:  # a pickle can hold a dict that contains itself; real checkpoints nest once or twice
+        raise WeightsError(f"{name} nests its weights more than {MAX_NESTING} levels deep (under "
+                           f"{', '.join(repr(k) for k in WRAPPER_KEYS)}); save model.state_dict() and upload that.")
     if not isinstance(obj, dict):
         raise WeightsError(f"{name} holds a {type(obj).__name__}, not a dictionary of tensors; save "
                            "model.state_dict() and upload that.")
@@ -461,8 +465,8 @@ def _torchvision_state_dict(name: str) -> tuple[dict, str, str]:
         raise WeightsError(f"The pretrained weights for {name} are not downloaded yet; download them, or "
                            f"{_place_clause(entry)}.")
     try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
+        state_dict = _unwrap(torch.load(path, map_location="cpu", weights_only=True), path.name, [])
+    except Exception:  # a hand-placed file may be anything
         raise WeightsError(f"The cached file {path} is damaged or not a weights file; delete it and download the "
                            f"weights for {name} again.") from None
     if name.startswith("densenet"):  # torchvision renames DenseNet's old keys ("norm.1" -> "norm1") the same way
@@ -498,11 +502,12 @@ def load_pretrained(model: nn.Module, name: str) -> WeightsReport:
         state_dict = {k: v for k, v in state_dict.items() if k not in aux}
         notes.append(f"{len(aux):,} tensors of the auxiliary classifiers (used only in training) left out")
     state_dict = _fill_step_counters(state_dict, model_keys, notes)
+    report = _fit_and_load(model, state_dict, file_name, source, "PyTorch (weights_only)", notes,
+                           action=f"build the model with catalog.build('{name}') or {_redownload(name)}")
     if getattr(model, "transform_input", None) is False and name in ("googlenet", "inception_v3"):
         model.transform_input = True  # these weights expect it, and torchvision turns it on with them
-        notes.append("transform_input turned on, as torchvision does with these weights")
-    return _fit_and_load(model, state_dict, file_name, source, "PyTorch (weights_only)", notes,
-                         action=f"build the model with catalog.build('{name}') or {_redownload(name)}")
+        report.notes.append("transform_input turned on, as torchvision does with these weights")
+    return report
 
 
 def load_pretrained_backbone(model: nn.Module, spec) -> WeightsReport:

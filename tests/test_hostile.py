@@ -22,13 +22,13 @@ from safetensors.torch import save
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
+from apptest_pages import APP, open_page
 from explorer import catalog, compose
 from explorer.analysis import AnalysisError
 from explorer.catalog import UnknownModelError
 from explorer.spec import (BLOCKS, HEAD_SETTINGS, HEADS, HEADS_FOR_TASK, MAX_ACTIVATIONS, MAX_BLOCKS, MAX_PARAMS,
                            NECKS, TASKS, ArchitectureSpec, SpecError, estimate)
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 LENET_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "weights" / "lenet5_digits.safetensors"
 PAGES = ["compose", "layers", "receptive_fields", "feature_maps", "explain", "predict", "zoo", "calculator",
          "compare"]
@@ -469,18 +469,18 @@ def test_growing_the_input_past_the_budget_on_compose_keeps_the_last_composition
 
 
 # -- 3. uploads through the Predict page ---------------------------------------------------------------------------
-def open_page(page: str, **params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def errors_of(at) -> list[str]:
     return [e.value.replace("\\", "") for e in at.error]  # md_escape'd for display
+
+
+def assert_one_sentence(at, pieces) -> None:
+    """No exception, and exactly one error on the page: a sentence holding every one of ``pieces``."""
+    assert not at.exception, [e.value for e in at.exception]
+    errors = errors_of(at)
+    assert len(errors) == 1, errors
+    for piece in pieces:
+        assert piece in errors[0], errors[0]
+    assert_sentence(errors[0])
 
 
 def charts(at) -> list[dict]:
@@ -550,12 +550,7 @@ def test_a_bad_image_is_one_sentence_and_the_page_keeps_working(case):
     at = open_page("predict")
     before = composition(at)
     at.file_uploader(key="w.predict.upload").set_value(upload).run()
-    assert not at.exception, [e.value for e in at.exception]
-    errors = errors_of(at)
-    assert len(errors) == 1, errors
-    for piece in pieces:
-        assert piece in errors[0], errors[0]
-    assert_sentence(errors[0])
+    assert_one_sentence(at, pieces)
     assert len(charts(at)) == 1  # the sample photo is still predicted
     assert composition(at) == before
     # the same session takes a good photo next
@@ -657,12 +652,7 @@ def test_bad_weights_are_one_sentence_and_the_model_stays_untrained(case, tmp_pa
     assert any("untrained" in c.value for c in at.caption)
     before = composition(at)
     at.file_uploader(key=_weights_uploader(at).key).set_value((name, data, "application/octet-stream")).run()
-    assert not at.exception, [e.value for e in at.exception]
-    errors = errors_of(at)
-    assert len(errors) == 1, errors
-    for piece in pieces:
-        assert piece in errors[0], errors[0]
-    assert_sentence(errors[0])
+    assert_one_sentence(at, pieces)
     assert not marker.exists()  # nothing in the file ran
     if problems:
         assert set(at.dataframe[0].value["problem"]) == problems

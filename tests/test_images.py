@@ -119,6 +119,15 @@ def test_16_bit_grey_scaled_not_clipped(fmt):
     assert abs(a[128] - 128) <= 1
 
 
+def test_32_bit_grey_keeps_its_values_and_float_grey_spans_0_to_1():
+    ints = Image.fromarray(np.array([[0, 1], [1, 0]], dtype=np.int32))  # mode "I": 0 and 1 are near-black greys
+    out = load_image(_bytes(ints, "TIFF"), "ints.tif")
+    assert ints.mode == "I" and np.asarray(out)[:, :, 0].tolist() == [[0, 1], [1, 0]]
+    floats = Image.fromarray(np.array([[0.0, 1.0], [0.5, 0.0]], dtype=np.float32))  # mode "F" in [0, 1]: 0 → 255
+    out = load_image(_bytes(floats, "TIFF"), "floats.tif")
+    assert floats.mode == "F" and np.asarray(out)[:, :, 0].tolist() == [[0, 255], [128, 0]]
+
+
 def test_cmyk():
     src = Image.new("CMYK", (6, 6), (0, 0, 0, 0))  # no ink: white
     for fmt in ("JPEG", "TIFF"):

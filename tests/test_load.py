@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.server import CHROMIUM
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 
 if not CHROMIUM.exists():
     pytest.skip("/usr/bin/chromium is missing: install Debian's chromium (`make browser` or "

@@ -317,3 +317,23 @@ def test_every_available_device_agrees_with_the_cpu(lenet, held_out, device):
     # Autocast (bf16 / fp16) on CUDA: compare the decisions, not the last digits.
     same = sum(a[0][0] == b[0][0] for a, b in zip(p.top, cpu.top)) / len(x)
     assert same >= 0.95 and torch.allclose(p.probabilities, cpu.probabilities, atol=0.05)
+
+
+def test_a_rebuilt_model_has_the_same_random_weights():
+    # The page cache may drop a model and build it again; results cached for it (Grad-CAM maps, say) must still
+    # belong to it, and one link shows everyone the same untrained predictions.
+    from explorer.model_choice import ModelChoice
+    from explorer.spec import ArchitectureSpec
+
+    spec = ArchitectureSpec.from_dict({"input": {"channels": 3, "height": 64, "width": 64},
+                                       "backbone": {"name": "resnet18"},
+                                       "head": {"kind": "classification", "num_classes": 7}}).to_json()
+    before = torch.random.get_rng_state()
+    for kind, key in (("catalog", "lenet5"), ("composition", spec)):
+        a, b = ModelChoice(kind, key).build(), ModelChoice(kind, key).build()
+        assert a.state_dict().keys() == b.state_dict().keys()
+        assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random stream is left alone
+    other = ModelChoice("composition", spec.replace('"num_classes":7', '"num_classes":8')).build()
+    first = next(iter(a.state_dict()))
+    assert not torch.equal(other.state_dict()[first], a.state_dict()[first])

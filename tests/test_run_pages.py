@@ -11,25 +11,11 @@ from PIL import Image
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
+from apptest_pages import APP, assert_clean, open_page
 from explorer import catalog
 from explorer.model_choice import digit_samples
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 LENET_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "weights" / "lenet5_digits.safetensors"
-
-
-def open_page(page: str, **params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(f"app_pages/{page}.py").run()
-    _clean(at)
-    return at
-
-
-def _clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -52,7 +38,7 @@ def test_predict_ready_lenet_gets_a_held_out_digit_right():
     at = open_page("predict", source="lenet5_digits")
     index, label = digit_samples()[3]
     at.multiselect(key="w.predict.samples.ready").set_value([f"digit:{index}"]).run()
-    _clean(at)
+    assert_clean(at)
     text = markdown(at)
     assert f"**{label}** · " in text and "✓" in text, text
     assert "**1 of 1** held-out digits classified correctly." in text
@@ -76,7 +62,7 @@ def test_predict_uploaded_photo_with_the_untrained_composition():
     at = open_page("predict")
     at.multiselect(key="w.predict.samples.composition").set_value([]).run()
     at.file_uploader(key="w.predict.upload").set_value(("noise.png", photo(), "image/png")).run()
-    _clean(at)
+    assert_clean(at)
     assert any("untrained" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 1  # one image, one top-5 chart
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -84,10 +70,20 @@ def test_predict_uploaded_photo_with_the_untrained_composition():
     assert any(c.value.startswith("Preprocessing: resize shorter side to 224") for c in at.caption)
 
 
+def test_predict_two_uploads_with_one_file_name():
+    at = open_page("predict")
+    at.multiselect(key="w.predict.samples.composition").set_value([]).run()
+    other = png_bytes(np.full((40, 40, 3), 200, dtype=np.uint8))
+    at.file_uploader(key="w.predict.upload").set_value([("photo.png", photo(), "image/png"),
+                                                         ("photo.png", other, "image/png")]).run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 2  # both pictures predicted, side by side
+
+
 def test_predict_refuses_a_broken_image_and_keeps_the_samples():
     at = open_page("predict")
     at.file_uploader(key="w.predict.upload").set_value(("cat.png", b"\x89PNG broken", "image/png")).run()
-    _clean(at)
+    assert_clean(at)
     assert any("cat.png is not an image this app can read" in e.value for e in at.error)
     assert len(at.get("plotly_chart")) == 1  # chelsea the cat still predicted
 
@@ -98,10 +94,10 @@ def test_predict_detection_composition_draws_boxes():
     from explorer.spec import ArchitectureSpec
 
     at = open_page("predict", spec=ArchitectureSpec.from_dict(spec).to_url())
-    _clean(at)
+    assert_clean(at)
     at.slider(key="w.predict.threshold").set_value(0.0).run()
-    _clean(at)
-    assert any("boxes scoring ≥ 0.00" in m.value for m in at.markdown)
+    assert_clean(at)
+    assert any("boxes scoring above 0.00" in m.value for m in at.markdown)
 
 
 # -- weights -----------------------------------------------------------------------------------------------------
@@ -111,7 +107,7 @@ def test_uploaded_weights_make_the_catalog_lenet_a_digit_reader():
     up = [u for u in at.get("file_uploader") if "weights" in u.proto.label.lower()][0]
     at.file_uploader(key=up.key).set_value(("lenet5_digits.safetensors", LENET_WEIGHTS.read_bytes(),
                                             "application/octet-stream")).run()
-    _clean(at)
+    assert_clean(at)
     assert any("uploaded weights: lenet5_digits.safetensors" in c.value.replace("\\", "") for c in at.caption)
 
 
@@ -120,7 +116,7 @@ def test_wrong_architecture_weights_show_the_mismatch_table():
     wrong = save({k: v for k, v in catalog.build("resnet18").state_dict().items() if k.startswith("layer1.0")})
     up = [u for u in at.get("file_uploader") if "weights" in u.proto.label.lower()][0]
     at.file_uploader(key=up.key).set_value(("resnet18.safetensors", wrong, "application/octet-stream")).run()
-    _clean(at)
+    assert_clean(at)
     assert any("resnet18.safetensors does not fit" in e.value for e in at.error), [e.value for e in at.error]
     table = at.dataframe[0].value
     assert {"missing", "unexpected"} <= set(table["problem"])
@@ -154,7 +150,7 @@ def test_download_offline_is_one_sentence_and_the_page_keeps_working(tmp_path, m
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     at = open_page("predict", source="catalog", model="resnet18")
     at.button(key="w.predict.download.resnet18").click().run()
-    _clean(at)
+    assert_clean(at)
     errors = [e.value for e in at.error]
     assert errors and "resnet18" in errors[0] and str(tmp_path) in errors[0].replace("\\", "")
     assert any("untrained" in c.value for c in at.caption)
@@ -165,10 +161,10 @@ def test_download_offline_is_one_sentence_and_the_page_keeps_working(tmp_path, m
 def test_feature_maps_of_an_uploaded_image():
     at = open_page("feature_maps")
     at.file_uploader(key="w.fm.upload").set_value(("noise.png", photo(), "image/png")).run()
-    _clean(at)
+    assert_clean(at)
     assert at.selectbox(key="w.fm.one").value.startswith("upload:")  # the newest upload is the one shown
     at.selectbox(key="w.fm.layer").set_value("backbone.body.layer1").run()
-    _clean(at)
+    assert_clean(at)
     assert any("The input: noise.png" in str(i.proto) for i in at.get("image"))
     assert "**backbone.body.layer1**: 64 channels of 56×56" in markdown(at).replace("\\", ""), markdown(at)
     grid = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -179,7 +175,7 @@ def test_feature_maps_of_an_uploaded_image():
 def test_feature_maps_every_layer_of_lenet():
     at = open_page("feature_maps", source="lenet5_digits")
     at.toggle(key="w.fm.every").set_value(True).run()
-    _clean(at)
+    assert_clean(at)
     options = at.selectbox(key="w.fm.layer").options
     # LeNet-5's stages hide its maps in one Sequential: its layers are listed, with their map shapes.
     assert options[:3] == ["features.c1  ·  6×28×28", "features.tanh1  ·  6×28×28", "features.s2  ·  6×14×14"]
@@ -192,7 +188,7 @@ def test_explain_grad_cam_on_a_digit_and_every_method():
     assert len(at.get("image")) >= 1
     for method in ("Saliency", "Integrated Gradients", "Occlusion", "Guided Backprop", "Grad-CAM"):
         at.selectbox(key="w.explain.method").set_value(method).run()
-        _clean(at)
+        assert_clean(at)
         assert not at.error, [e.value for e in at.error]
         assert any(method in c.value for c in at.caption)
 
@@ -204,7 +200,7 @@ def test_explain_attention_of_a_cbam_composition_with_an_upload():
                                        "input": {"channels": 3, "height": 96, "width": 96}})
     at = open_page("explain", spec=spec.to_url())
     at.file_uploader(key="w.explain.upload").set_value(("noise.png", photo(), "image/png")).run()
-    _clean(at)
+    assert_clean(at)
     assert "Channel weights of every attention block" in markdown(at)
     assert len(at.get("plotly_chart")) == 2  # overview + the block's bars
 
@@ -225,7 +221,7 @@ def test_pretrained_backbone_of_a_composition(tmp_path, monkeypatch):
     at = open_page("predict")
     toggle = [t for t in at.toggle if t.label.startswith("Pretrained backbone")][0]
     toggle.set_value(True).run()
-    _clean(at)
+    assert_clean(at)
     assert json.loads(at.session_state["spec.json"])["backbone"]["pretrained"] is True  # part of the composition
     assert any("untrained" in c.value for c in at.caption)  # not downloaded yet: still random, labelled
     assert at.button(key="w.predict.download.resnet18")
@@ -234,9 +230,11 @@ def test_pretrained_backbone_of_a_composition(tmp_path, monkeypatch):
     target.parent.mkdir(parents=True)
     torch.save(catalog.build("resnet18").state_dict(), target)
     at.run()
-    _clean(at)
-    assert any("pretrained backbone (ResNet18_Weights.IMAGENET1K_V1); neck and head untrained"
-               in c.value.replace("\\", "") for c in at.caption)
+    assert_clean(at)
+    badge = next(c.value.replace("\\", "") for c in at.caption if "Weights: pretrained backbone" in c.value)
+    assert "Weights: pretrained backbone (ResNet18_Weights.IMAGENET1K_V1) (" in badge
+    assert "the head keeps random weights (untrained)" in badge  # the loader's notes, shown
+    assert "tensors of resnet18 beyond the chosen stages (such as its classifier) not used" in badge
 
 
 def test_explain_follows_a_new_image_to_its_own_predicted_class():
@@ -248,7 +246,7 @@ def test_explain_follows_a_new_image_to_its_own_predicted_class():
     samples = dict(digit_samples())
     index = next(i for i, y in samples.items() if y != samples[int(first.split(":")[1])])
     at.selectbox(key="w.explain.one").set_value(f"digit:{index}").run()
-    _clean(at)
+    assert_clean(at)
     target = [s for s in at.selectbox if s.label == "Explain the class"][0]
     assert target.format_func(target.value).startswith(f"{samples[index]} (")
     assert "— predicted" in target.format_func(target.value)

@@ -147,6 +147,16 @@ def test_wrapped_checkpoint(lenet, lenet_sd, key):
     assert report.notes == [f"weights taken from the checkpoint's '{key}' entry"]
 
 
+def test_a_checkpoint_that_contains_itself_is_one_sentence(lenet, lenet_sd):
+    nested = {"state_dict": {"model": lenet_sd}}  # two levels, as some trainers write them: fine
+    assert len(W.load_weights(lenet, pt_bytes(nested), "nested.pt").notes) == 2
+    loop: dict = {}
+    loop["state_dict"] = loop  # a pickle may hold a dict inside itself; weights_only loads it
+    with pytest.raises(W.WeightsError, match=r"loop\.pt nests its weights more than 4 levels deep"):
+        W.load_weights(lenet, pt_bytes(loop), "loop.pt")
+    assert same_tensors(lenet.state_dict(), lenet_sd)  # left as the last good load made it
+
+
 @pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "_orig_mod.module."])
 def test_training_prefixes_removed(lenet, lenet_sd, prefix):
     data = save_safetensors({prefix + k: v for k, v in lenet_sd.items()})

@@ -25,7 +25,9 @@ from .composition import current_spec, set_spec
 from .format import fmt_quoted, md_escape
 from .state import current_selection
 
-__all__ = ["LoadedModel", "InputImage", "network", "model_choice", "loaded_model", "input_images", "layer_choices"]
+__all__ = ["LoadedModel", "InputImage", "network", "model_choice", "loaded_model", "weights_badge", "input_images",
+           "layer_choices", "class_scores", "cached_attribution", "cached_attention", "cached_feature_maps",
+           "default_cam_layer"]
 
 READY = "lenet5_digits"
 SOURCES = ("composition", "catalog", READY)
@@ -34,6 +36,7 @@ _UPLOADS = "run.weights"  # choice id -> (file name, sha256, bytes): the person'
 _IMAGES = "run.images"  # file_id -> (file name, picture): the person's uploaded photos
 _IMAGE_ERRORS = "run.image_errors"
 _PRETRAINED = "run.pretrained"  # use downloaded weights for a catalog model
+MAX_KEPT_UPLOADS = 2  # weights files kept per session (up to 600 MB each), the latest networks' only
 MAX_KEPT_SIDE = 1024  # uploaded photos are kept at most this size (preprocessing crops to ≤ 518 anyway)
 
 
@@ -113,13 +116,17 @@ class LoadedModel:
 def _model(kind: str, key: str, weights_key: str, _data: bytes | None = None, _filename: str = "") -> nn.Module:
     choice = ModelChoice(kind, key)
     model = choice.build()
+    report = None
     if weights_key == "pretrained":
         if kind == "catalog":
-            weights.load_pretrained(model, key)
+            report = weights.load_pretrained(model, key)
         else:
-            weights.load_pretrained_backbone(model, choice.spec)
+            report = weights.load_pretrained_backbone(model, choice.spec)
     elif weights_key.startswith("upload:"):
-        weights.load_weights(model, _data, _filename)
+        report = weights.load_weights(model, _data, _filename)
+    # What the loader adapted (a prefix removed, fp16 converted, parts left random), for the badge to say; set
+    # before the model is shared, like spec_json.
+    model.__dict__["weights_notes"] = list(report.notes) if report is not None else []
     return model.eval().requires_grad_(False)
 
 
@@ -127,10 +134,10 @@ def _choice_id(choice: ModelChoice) -> str:
     return f"{choice.kind}:{hashlib.sha1(choice.key.encode()).hexdigest()[:16]}"
 
 
-def _mismatch_table(err: weights.WeightsError) -> None:
-    if err.mismatches:
-        st.dataframe(pd.DataFrame([dataclasses.asdict(m) for m in err.mismatches]), hide_index=True,
-                     width="stretch", height=min(400, 38 + 35 * len(err.mismatches)))
+def _mismatch_table(mismatches: list) -> None:
+    if mismatches:
+        st.dataframe(pd.DataFrame([dataclasses.asdict(m) for m in mismatches]), hide_index=True,
+                     width="stretch", height=min(400, 38 + 35 * len(mismatches)))
 
 
 def _download(name: str) -> None:
@@ -145,10 +152,10 @@ def _download(name: str) -> None:
         weights.download_pretrained(name, progress=progress)
     except weights.WeightsError as e:
         bar.empty()
-        st.session_state["run.download_error"] = str(e)
+        st.session_state[f"run.download_error.{name}"] = str(e)
     else:
         bar.progress(1.0, text="Downloaded.")
-        st.session_state.pop("run.download_error", None)
+        st.session_state.pop(f"run.download_error.{name}", None)
 
 
 def _pretrained_controls(choice: ModelChoice, page: str) -> bool:
@@ -174,8 +181,8 @@ def _pretrained_controls(choice: ModelChoice, page: str) -> bool:
             _download(name)
             if weights.cached_path(name) is not None:
                 st.rerun()
-        if st.session_state.get("run.download_error"):
-            st.error(md_escape(st.session_state["run.download_error"]), icon=":material/cloud_off:")
+        if st.session_state.get(f"run.download_error.{name}"):
+            st.error(md_escape(st.session_state[f"run.download_error.{name}"]), icon=":material/cloud_off:")
         else:
             st.caption(md_escape(weights.offline_hint(name)))
     return wanted
@@ -193,10 +200,14 @@ def _upload_controls(choice: ModelChoice, page: str) -> None:
         digest = hashlib.sha256(data).hexdigest()
         try:
             _model(choice.kind, choice.key, f"upload:{digest}", _data=data, _filename=up.name)
-        except weights.WeightsError as e:
-            st.session_state["run.upload_error"] = (cid, str(e), e)
+        except weights.WeightsError as e:  # kept without the exception: its traceback would hold the bytes
+            st.session_state["run.upload_error"] = (cid, str(e), e.mismatches)
         else:
-            st.session_state.setdefault(_UPLOADS, {})[cid] = (up.name, digest, data)
+            kept = st.session_state.setdefault(_UPLOADS, {})
+            kept.pop(cid, None)
+            kept[cid] = (up.name, digest, data)
+            while len(kept) > MAX_KEPT_UPLOADS:  # each edit of a composition is a new network: drop the oldest
+                kept.pop(next(iter(kept)))
             st.session_state.pop("run.upload_error", None)
     error = st.session_state.get("run.upload_error")
     if error and error[0] == cid:
@@ -242,7 +253,7 @@ def _loaded_model(choice: ModelChoice, page: str) -> LoadedModel:
         else:
             whole = choice.kind == "catalog"
             label = (f"pretrained: {catalog.info(name).weights}" if whole else
-                     f"pretrained backbone ({catalog.info(name).weights}); neck and head untrained")
+                     f"pretrained backbone ({catalog.info(name).weights})")  # the notes say what stays random
             return LoadedModel(choice, model, "pretrained", label, whole, choice.labels(pretrained=whole))
     if choice.kind == "ready":
         return LoadedModel(choice, _model(choice.kind, choice.key, "trained"), "trained",
@@ -262,7 +273,8 @@ def network(page: str) -> tuple[ModelChoice, "LoadedModel"]:
 
 def weights_badge(loaded: LoadedModel) -> None:
     """One line under the network choice: what the weights are; a warning colour when they are random."""
-    text = md_escape(f"Weights: {loaded.label}")
+    notes = loaded.model.__dict__.get("weights_notes") or []
+    text = md_escape(f"Weights: {loaded.label}" + (f" ({'; '.join(notes)})" if notes else ""))
     if loaded.trained:
         st.caption(f":green-badge[:material/check: trained] {text}")
     else:
@@ -396,6 +408,42 @@ def cached_attribution(loaded: LoadedModel, image: InputImage, method: str, targ
     """The (H, W) attribution map in [0, 1], computed once per model, weights, image and setting for everyone."""
     return _attribution(loaded.cache_key, image.digest, method, target, layer, steps, window,
                         _model=loaded.model, _x=image.x, _progress=progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _class_scores(model_key: str, image_digest: str, _model: nn.Module, _x: torch.Tensor) -> torch.Tensor:
+    from ..predict import predict
+
+    return predict(_model, _x, task="classification").probabilities[0]
+
+
+def class_scores(loaded: LoadedModel, image: InputImage) -> torch.Tensor:
+    """The softmax over the classes (K,) for one image, computed once per model, weights and image."""
+    return _class_scores(loaded.cache_key, image.digest, _model=loaded.model, _x=image.x)
+
+
+@st.cache_data(show_spinner="Reading the attention blocks…", max_entries=64)
+def _attention(model_key: str, image_digest: str, _model: nn.Module, _x: torch.Tensor) -> list:
+    from ..vis.attribution import attention_maps
+
+    return attention_maps(_model, _x)
+
+
+def cached_attention(loaded: LoadedModel, image: InputImage) -> list:
+    """`explorer.vis.attribution.attention_maps` of one image, computed once per model, weights and image."""
+    return _attention(loaded.cache_key, image.digest, _model=loaded.model, _x=image.x)
+
+
+@st.cache_data(show_spinner="Computing the feature maps…", max_entries=64)
+def _feature_maps(model_key: str, image_digest: str, layer: str, _model: nn.Module, _x: torch.Tensor):
+    from ..vis.features import feature_maps
+
+    return feature_maps(_model, _x, layer)
+
+
+def cached_feature_maps(loaded: LoadedModel, image: InputImage, layer: str) -> torch.Tensor:
+    """The (C, H, W) output of ``layer`` for one image, computed once per model, weights, image and layer."""
+    return _feature_maps(loaded.cache_key, image.digest, layer, _model=loaded.model, _x=image.x)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -299,9 +299,9 @@ def overlay(image: np.ndarray, heat, opacity: float = 0.5, cmap: str = "jet") ->
     matplotlib colormap ``cmap`` and blended in with ``opacity`` (0: the image, 1: only the heat). uint8 H×W×3."""
     from matplotlib import colormaps
 
-    from .receptive_field import _rgb_uint8
+    from .receptive_field import rgb_uint8
 
-    img = _rgb_uint8(image)
+    img = rgb_uint8(image)
     H, W = img.shape[:2]
     t = torch.as_tensor(np.asarray(heat, dtype=np.float32) if not isinstance(heat, torch.Tensor) else heat)
     t = t.detach().to(device="cpu", dtype=torch.float32)

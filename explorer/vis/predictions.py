@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image, ImageDraw
 
+from .receptive_field import rgb_uint8
+
 __all__ = ["palette", "top_k_figure", "draw_detections", "mask_overlay", "similarity_figure"]
 
 
@@ -41,18 +43,11 @@ def top_k_figure(top: list[tuple[int, str, float]], truth: str | None = None) ->
     return fig
 
 
-def _as_uint8_rgb(image) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    return np.ascontiguousarray(a[..., :3]).astype(np.uint8)
-
-
 def draw_detections(image, detection: dict, labels: list[str] | None = None, width: int = 2,
                     max_boxes: int = 30) -> np.ndarray:
     """Boxes (x1, y1, x2, y2 in the image's pixels), each with "label score" above it, in the class's colour;
     the ``max_boxes`` highest-scoring ones (more only clutter the picture; the page lists them all)."""
-    picture = Image.fromarray(_as_uint8_rgb(image))
+    picture = Image.fromarray(rgb_uint8(image))
     draw = ImageDraw.Draw(picture)
     scores = [float(v) for v in detection["scores"]]
     order = sorted(range(len(scores)), key=lambda i: -scores[i])[:max_boxes][::-1]  # best drawn last, on top
@@ -75,7 +70,7 @@ def mask_overlay(image, mask: torch.Tensor | np.ndarray, opacity: float = 0.5,
                  labels: list[str] | None = None) -> tuple[np.ndarray, list[dict]]:
     """The image with each pixel tinted by its class, and the legend: per class present (most pixels first)
     its index, name, colour and fraction of the image."""
-    a = _as_uint8_rgb(image).astype(np.float32)
+    a = rgb_uint8(image).astype(np.float32)
     m = np.asarray(mask, dtype=np.int64)
     if m.shape != a.shape[:2]:
         m = np.asarray(Image.fromarray(m.astype(np.int32)).resize((a.shape[1], a.shape[0]), Image.NEAREST))

@@ -28,7 +28,7 @@ from ..analysis import GLOBAL, Analysis
 
 __all__ = ["SAMPLE_IMAGES", "rf_curve", "stage_table", "rf_warnings", "theoretical_box", "effective_rf",
            "output_size", "spatial_stages", "default_stage", "unit_centre",
-           "sample_images", "center_crop", "to_input", "read_image"]
+           "sample_images", "center_crop", "to_input", "read_image", "rgb_uint8"]
 
 MISSING = "—"  # a stage the model does not have
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -316,7 +316,8 @@ def sample_images() -> dict[str, np.ndarray]:
     return dict(_samples())
 
 
-def _rgb_uint8(img: np.ndarray) -> np.ndarray:
+def rgb_uint8(img: np.ndarray) -> np.ndarray:
+    """Any picture (PIL, H×W grey, H×W×1/3/4, uint8 or float in [0, 1]) as contiguous uint8 H×W×3."""
     a = np.asarray(img)
     if a.dtype != np.uint8:
         a = np.clip(a * 255.0 if a.dtype.kind == "f" and a.max() <= 1.0 else a, 0, 255).astype(np.uint8)
@@ -334,7 +335,7 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
     This is the picture the network sees, so boxes and heatmaps are drawn on it."""
     from PIL import Image
 
-    a = _rgb_uint8(img)
+    a = rgb_uint8(img)
     h, w = a.shape[:2]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
