@@ -103,10 +103,13 @@ with tab_attr:
                  width="stretch")
         st.caption(esc(f"{method}: {ABOUT[method]}." + (f" Target layer {layer}." if layer else "")))
         if method == "Grad-CAM" and choice.kind == "ready":
-            st.info("Read LeNet-5's Grad-CAM with care: its tanh units answer the blank (−1) background as strongly "
-                    "as the ink, and its last map is 5×5, so the map often lights the empty parts of the frame — "
-                    "for a 1, the flanks: *no ink there* is its evidence. Saliency, Integrated Gradients and "
-                    "Occlusion follow the strokes.", icon=":material/lightbulb:")
+            st.info("Read LeNet-5's Grad-CAM with care. Grad-CAM weighs each map of the target layer by its "
+                    "gradient averaged over all positions, which suits a network that averages its last maps "
+                    "(global average pooling). LeNet-5's C5 gives each of the 5×5 positions its own weights, as "
+                    "flattening does, and each of those cells sees 16×16 of the 32×32 frame, so every cell sees "
+                    "part of the digit. The map therefore often lights the empty parts of the frame — for a 1, the "
+                    "flanks. Saliency, Integrated Gradients and Occlusion follow the strokes.",
+                    icon=":material/lightbulb:")
 
 with tab_att:
     try:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "load_image", "SAMPLES", "sample_image", "preprocess", "resize_crop_normalise"]
+__all__ = ["ImageError", "load_image", "SAMPLES", "sample_image", "preprocess", "resize_crop_normalise",
+           "display_name"]
 
 MAX_BYTES = 20 * 1024 * 1024  # 20 MB
 MAX_PIXELS = 40_000_000  # width × height, checked from the header before decoding
@@ -42,7 +43,8 @@ class ImageError(ValueError):
 
 
 # -- loading ---------------------------------------------------------------------------------------------------
-def _display_name(filename: str) -> str:
+def display_name(filename: str) -> str:
+    """A file name fit for a one-line sentence: no folders, no control characters, at most 80 characters."""
     name = os.path.basename(str(filename or "").replace("\\", "/"))
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     if len(name) > 80:
@@ -115,7 +117,7 @@ def load_image(data: bytes, filename: str) -> Image.Image:
     """Decode uploaded bytes into an RGB image, upright (EXIF orientation applied), first frame only.
 
     Raises `ImageError` with one sentence for an empty, too large, damaged or unsupported file."""
-    name = _display_name(filename)
+    name = display_name(filename)
     if data is None or len(data) == 0:
         raise ImageError(f"{name} is empty; upload a {ACCEPTED} file.")
     if len(data) > MAX_BYTES:

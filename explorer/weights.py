@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from . import catalog
+from .images import display_name
 
 __all__ = [
     "WeightsError", "Mismatch", "WeightsReport", "ReadyModel", "READY_MODELS", "MAX_UPLOAD_BYTES",
@@ -190,7 +191,7 @@ def _check_finite(state_dict: dict, name: str) -> None:
 
 def _read(data: bytes, filename: str) -> tuple[dict, str, list[str]]:
     """(state dict, format, notes) for the file's bytes; raises WeightsError for anything unsafe or unusable."""
-    name = filename or "The file"
+    name = display_name(filename)
     if len(data) == 0:
         raise WeightsError(f"{name} is empty (0 bytes); upload the weights file again.")
     if len(data) > MAX_UPLOAD_BYTES:
@@ -327,7 +328,8 @@ def load_weights(model: nn.Module, data: bytes, filename: str) -> WeightsReport:
     """Load an uploaded file into ``model`` (strict); raises WeightsError and leaves the model unchanged if the
     file is unsafe, damaged or does not fit."""
     state_dict, fmt, notes = _read(data, filename)
-    return _fit_and_load(model, state_dict, filename or "The file", filename or "the uploaded file", fmt, notes)
+    name = display_name(filename)
+    return _fit_and_load(model, state_dict, name, name if filename else "the uploaded file", fmt, notes)
 
 
 # -- torchvision's pretrained weights ----------------------------------------------------------------------------

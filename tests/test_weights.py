@@ -549,3 +549,9 @@ def test_ready_model_accuracy():
 def test_module_never_imports_streamlit():
     source = open(W.__file__, encoding="utf-8").read()
     assert "streamlit" not in source
+
+
+def test_a_file_name_is_shown_on_one_line_without_folders(lenet):
+    with pytest.raises(W.WeightsError, match=r"^evil\.pt is empty \(0 bytes\)") as e:
+        W.load_weights(lenet, b"", "../../etc/ev\nil.pt")
+    assert "\n" not in str(e.value) and "etc" not in str(e.value)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .features import as_batch, spatial_layers
-from .private import attach_taps, first_tensor, private_copy
+from .private import attach_taps, private_copy
 
 __all__ = ["METHODS", "default_target_layer", "grad_cam", "attribute", "predicted_class", "attention_maps",
            "overlay"]
@@ -118,8 +118,8 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: Optional[int] = None,
     tap = attach_taps(net, [layer], lambda path, out: seen.__setitem__("out", out))[layer]
     with torch.inference_mode():  # the class to explain, and a check that the layer has a map
         cls = _target(_scores(model, net(xb), "Grad-CAM"), target)
-    act = first_tensor(seen.get("out"))
-    if act is None or not isinstance(seen["out"], torch.Tensor) or act.dim() != 4:
+    out = seen.get("out")
+    if not isinstance(out, torch.Tensor) or out.dim() != 4:
         what = "did not run" if "out" not in seen else f"outputs {_describe(seen['out'])}"
         raise ValueError(f"Layer '{layer}' {what}, so it has no spatial map for Grad-CAM; pick a convolutional "
                          "layer.")

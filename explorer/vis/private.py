@@ -39,7 +39,7 @@ def private_copy(model: nn.Module) -> nn.Module:
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype of the model's first parameter (or buffer); CPU float32 for a stateless one."""
+    """Device and dtype of the model's first floating-point parameter (else buffer); CPU float32 for a stateless one."""
     for t in (*model.parameters(), *model.buffers()):
         if t.is_floating_point():
             return t.device, t.dtype
@@ -146,19 +146,16 @@ def _graph_owner(net: nn.Module, path: str):
     return None
 
 
-def _splice(net: nn.Module, gm_path: str, gm: fx.GraphModule, items: list) -> list:
-    """Insert taps for ``items`` = [(relative path, Tap)] into ``gm``'s graph (a private copy's); returns the
-    paths that have no node at all (never computed)."""
+def _splice(net: nn.Module, gm_path: str, gm: fx.GraphModule, items: list) -> None:
+    """Insert taps for ``items`` = [(relative path, Tap)] into ``gm``'s graph (a private copy's); a path with no
+    node at all (never computed) gets no tap and so never reports."""
     qual = _qualnames(net, gm_path, gm)
     order = list(qual)
     ends: dict = {}
-    missing = []
     for rel, tap in items:
         inside = [n for n in order if qual[n] == rel or qual[n].startswith(rel + ".")]
-        if not inside:
-            missing.append(rel)
-            continue
-        ends.setdefault(inside[-1], []).append((rel, tap))
+        if inside:
+            ends.setdefault(inside[-1], []).append((rel, tap))
     graph = gm.graph
     count = sum(1 for name, _ in gm.named_children() if name.startswith(_TAP_PREFIX))
     for end, taps in ends.items():
@@ -173,7 +170,6 @@ def _splice(net: nn.Module, gm_path: str, gm: fx.GraphModule, items: list) -> li
             cur = node
     if ends:
         gm.recompile()
-    return missing
 
 
 def attach_taps(net: nn.Module, paths, callback: Optional[Callable] = None) -> dict:
@@ -197,6 +193,6 @@ def attach_taps(net: nn.Module, paths, callback: Optional[Callable] = None) -> d
             gm_path, gm, rel = owner
             spliced.setdefault(gm_path, (gm, []))[1].append((rel, tap))
     for gm_path, (gm, items) in spliced.items():
-        _splice(net, gm_path, gm, items)  # a path with no node simply never reports
+        _splice(net, gm_path, gm, items)
     return taps
 
