@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import threading
 
 import numpy as np
 import torch
@@ -25,6 +23,7 @@ from torch import nn
 
 from . import catalog
 from .images import ImageError, preprocess, resize_crop_normalise
+from .runtime import seeded
 from .spec import ArchitectureSpec, parsed
 
 __all__ = ["ModelChoice", "KINDS", "MAX_RUN_PARAMS", "feature_layers", "digit_samples", "digit_input", "digit_image"]
@@ -33,7 +32,6 @@ KINDS = ("composition", "catalog", "ready")
 # The pages that run a network build it for real and keep it cached for every session: 200 M parameters is
 # 800 MB in fp32. Larger ones (vit_l_*, vit_h_14, regnet_y_128gf) are refused with this limit named.
 MAX_RUN_PARAMS = 200_000_000
-_SEEDING = threading.Lock()  # torch's global generator is shared by all threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,9 +157,7 @@ class ModelChoice:
             from .weights import ready_model
 
             return ready_model(self.key).eval().requires_grad_(False)
-        seed = int.from_bytes(hashlib.sha256(f"{self.kind}|{self.key}".encode()).digest()[:8], "big") >> 1
-        with _SEEDING, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(f"{self.kind}|{self.key}"):
             if self.kind == "composition":
                 from .compose import build
 

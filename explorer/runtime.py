@@ -8,11 +8,16 @@ responsive.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import threading
 
 import torch
 
-__all__ = ["server_threads", "configure_torch_for_server"]
+__all__ = ["server_threads", "configure_torch_for_server", "seeded"]
+
+_SEEDING = threading.Lock()  # torch's global generator is shared by every session's thread
 
 ENV = "EXPLORER_TORCH_THREADS"
 
@@ -44,3 +49,14 @@ def configure_torch_for_server() -> int:
     except RuntimeError:
         pass
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def seeded(name: str):
+    """Random initialisation inside this block is fixed by ``name``: a cached model rebuilt after the cache dropped
+    it is the same model (results cached for it stay true), and everyone opening one link sees the same untrained
+    outputs. Builds take turns; the caller's own random stream is left as it was."""
+    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
+    with _SEEDING, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

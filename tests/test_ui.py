@@ -49,3 +49,21 @@ def test_server_threads_share_the_cores():
     assert [server_threads(c, env="") for c in (1, 2, 4, 8, 64)] == [1, 1, 2, 4, 4]
     assert server_threads(8, env="3") == 3
     assert server_threads(8, env="lots") == 4 and server_threads(8, env="-2") == 4  # nonsense: the default
+
+
+def test_seeded_builds_repeat_and_leave_the_callers_stream_alone():
+    import torch
+
+    from explorer.runtime import seeded
+
+    torch.manual_seed(5)
+    expected_next = torch.rand(3)
+    torch.manual_seed(5)
+    with seeded("catalog|lenet5"):
+        a = torch.randn(4)
+    with seeded("catalog|lenet5"):
+        b = torch.randn(4)
+    with seeded("catalog|resnet18"):
+        c = torch.randn(4)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(torch.rand(3), expected_next)  # as if the blocks never ran

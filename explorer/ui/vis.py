@@ -12,6 +12,7 @@ import streamlit as st
 from torch import nn
 
 from .. import catalog, weights
+from ..runtime import seeded
 from ..vis import effective_rf, to_input
 
 __all__ = ["cached_model", "cached_effective_rf", "has_pretrained"]
@@ -26,7 +27,8 @@ def has_pretrained(name: str) -> bool:
 def cached_model(name: str, pretrained: bool = False) -> nn.Module:
     """``catalog.build(name)`` (with its cached pretrained weights if asked), in eval mode, parameters frozen; one
     per model for all sessions."""
-    model = catalog.build(name)
+    with seeded(f"catalog|{name}"):  # the same random weights after a rebuild: cached fields stay true
+        model = catalog.build(name)
     if pretrained:
         weights.load_pretrained(model, name)
     return model.eval().requires_grad_(False)
