@@ -26,12 +26,16 @@ from .images import ImageError, preprocess, resize_crop_normalise
 from .runtime import seeded
 from .spec import ArchitectureSpec, parsed
 
-__all__ = ["ModelChoice", "KINDS", "MAX_RUN_PARAMS", "feature_layers", "digit_samples", "digit_input", "digit_image"]
+__all__ = ["ModelChoice", "KINDS", "MAX_RUN_PARAMS", "MAX_RUN_MACS", "feature_layers", "digit_samples", "digit_input", "digit_image"]
 
 KINDS = ("composition", "catalog", "ready")
 # The pages that run a network build it for real and keep it cached for every session: 200 M parameters is
 # 800 MB in fp32. Larger ones (vit_l_*, vit_h_14, regnet_y_128gf) are refused with this limit named.
 MAX_RUN_PARAMS = 200_000_000
+# And up to 64 G multiply-accumulates per image (a forward in about a second or two on two CPU cores). Every
+# catalog model within the parameter limit fits at its own input size (the largest, efficientnet_v2_l at 480 px,
+# needs 56 G); a resnet50 composition at 1024×1024 (85 G) does not.
+MAX_RUN_MACS = 64_000_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,13 +141,31 @@ class ModelChoice:
             meta = catalog.build_meta(self.catalog_name)
         return sum(p.numel() for p in meta.parameters())
 
+    def mac_count(self) -> int:
+        """Multiply-accumulates per image at the input size it runs at (published figure, or the meta analysis)."""
+        if self.kind != "composition" and catalog.info(self.catalog_name).gmacs:
+            return int(catalog.info(self.catalog_name).gmacs * 1e9)
+        if self.kind == "composition":
+            from .compose import analyze_spec
+
+            return int(analyze_spec(self.spec).macs)
+        from .analysis import analyze
+
+        return int(analyze(self.catalog_name).macs)
+
     def check_runnable(self) -> None:
-        """ValueError with a sentence if the model is too large to build and keep on this server."""
+        """ValueError with a sentence if the model is too large to build and keep, or too slow to run, here."""
         n = self.parameter_count()
         if n > MAX_RUN_PARAMS:
             raise ValueError(f"{self.title} has {n / 1e6:,.0f} M parameters; the pages that run a network take "
                              f"up to {MAX_RUN_PARAMS / 1e6:,.0f} M on this server, so choose a smaller model "
                              "(its costs and fields stay on Compose, Layers and Receptive fields).")
+        macs = self.mac_count()
+        if macs > MAX_RUN_MACS:
+            raise ValueError(f"{self.title} needs {macs / 1e9:,.1f} G multiply-accumulates per image; the pages that "
+                             f"run a network take up to {MAX_RUN_MACS / 1e9:,.0f} G on this server, so use a "
+                             "smaller input or fewer stages (its costs and fields stay on Compose, Layers and "
+                             "Receptive fields).")
 
     def build(self) -> nn.Module:
         """The model in eval mode with gradients off (ready to share between sessions): random weights, except

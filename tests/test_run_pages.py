@@ -216,6 +216,23 @@ def test_a_model_too_large_to_run_is_refused_with_the_limit():
     assert not at.get("plotly_chart")
 
 
+def test_a_composition_too_slow_to_run_is_refused_with_the_limit_and_kept():
+    from explorer.model_choice import MAX_RUN_MACS
+    from explorer.spec import ArchitectureSpec
+
+    spec = ArchitectureSpec.from_dict({"backbone": {"name": "resnet50"},
+                                       "input": {"channels": 3, "height": 1024, "width": 1024}})
+    for page in ("predict", "explain", "feature_maps"):
+        at = open_page(page, spec=spec.to_url())
+        errors = [e.value.replace("\\", "") for e in at.error]
+        assert errors == ["resnet50 → classification at 3×1024×1024 needs 85.4 G multiply-accumulates per image; "
+                          f"the pages that run a network take up to {MAX_RUN_MACS // 10**9} G on this server, so use "
+                          "a smaller input or fewer stages (its costs and fields stay on Compose, Layers and "
+                          "Receptive fields)."], errors
+        assert not at.get("plotly_chart") and not at.get("image")
+        assert json.loads(at.session_state["spec.json"]) == spec.to_dict()  # the composition is kept
+
+
 def test_pretrained_backbone_of_a_composition(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     from explorer import weights
