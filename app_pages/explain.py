@@ -102,13 +102,19 @@ with tab_attr:
         c3.image(attribution.overlay(np.zeros_like(shown), heat, 1.0), caption="The map alone (blue 0 → red 1)",
                  width="stretch")
         st.caption(esc(f"{method}: {ABOUT[method]}." + (f" Target layer {layer}." if layer else "")))
-        if method == "Grad-CAM" and choice.kind == "ready":
+        if method == "Grad-CAM" and choice.kind == "ready" and choice.catalog_name == "lenet5":
             st.info("Read LeNet-5's Grad-CAM with care. Grad-CAM weighs each map of the target layer by its "
                     "gradient averaged over all positions, which suits a network that averages its last maps "
                     "(global average pooling). LeNet-5's C5 gives each of the 5×5 positions its own weights, as "
                     "flattening does, and each of those cells sees 16×16 of the 32×32 frame, so every cell sees "
                     "part of the digit. The map therefore often lights the empty parts of the frame — for a 1, the "
-                    "flanks. Saliency, Integrated Gradients and Occlusion follow the strokes.",
+                    "flanks. Saliency, Integrated Gradients and Occlusion follow the strokes. To see Grad-CAM find "
+                    "a digit, pick the ready GAP CNN: it averages its last maps.", icon=":material/lightbulb:")
+        elif method == "Grad-CAM" and choice.kind == "ready":
+            st.info("This network averages its last 16×16 maps (global average pooling) into one linear layer, so "
+                    "each class score is a sum over positions and Grad-CAM is exactly its class activation map: "
+                    "the map shows where on the canvas the evidence for the class lies. On the held-out canvases "
+                    "most of the map falls inside the digit's 24×24 box, which covers 14% of the canvas.",
                     icon=":material/lightbulb:")
 
 with tab_att:

@@ -6,7 +6,8 @@ Three kinds, one interface (`ModelChoice`):
 * ``catalog`` — a catalog model whole, as published (``key`` is its name), so pretrained ImageNet weights give
   real class names;
 * ``ready`` — a model that ships trained with the app (``key`` is a `weights.READY_MODELS` name: LeNet-5 on the
-  digits), so predictions, feature maps and Grad-CAM mean something without any download.
+  digits, or the GAP CNN on digits placed on a canvas), so predictions, feature maps and Grad-CAM mean something
+  without any download.
 
 A choice knows its input shape, task, class names, how to turn a photo into an input, which layers have maps,
 and builds its model (random weights, or the ready model's trained ones); the UI caches what it builds.
@@ -26,7 +27,8 @@ from .images import ImageError, preprocess, resize_crop_normalise
 from .runtime import seeded
 from .spec import ArchitectureSpec, parsed
 
-__all__ = ["ModelChoice", "KINDS", "MAX_RUN_PARAMS", "MAX_RUN_MACS", "feature_layers", "digit_samples", "digit_input", "digit_image"]
+__all__ = ["ModelChoice", "KINDS", "MAX_RUN_PARAMS", "MAX_RUN_MACS", "feature_layers", "digit_samples", "digit_input",
+           "digit_image"]
 
 KINDS = ("composition", "catalog", "ready")
 # The pages that run a network build it for real and keep it cached for every session: 200 M parameters is
@@ -117,7 +119,7 @@ class ModelChoice:
         if self.kind == "catalog":
             return preprocess(image, self.key)
         if self.kind == "ready":
-            return _digit_preprocess(image)
+            return _digit_preprocess(image, self.ready.dataset)
         c, h, w = self.input_shape
         mean = std = None
         name = self.backbone_name
@@ -214,36 +216,41 @@ def feature_layers(choice: ModelChoice, model: nn.Module) -> tuple[list[tuple[st
     return (stages if len(stages) >= 2 else every), every
 
 
-# -- the digits (for the ready LeNet-5) --------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def _digits():
-    from .samples import digits
+# -- the digits (for the ready models) ----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _digits(dataset: str):
+    from .samples import DIGIT_SETS
 
-    return digits()
+    return DIGIT_SETS[dataset].load()[:3]
 
 
-def digit_samples(count: int = 40) -> list[tuple[int, int]]:
+def digit_samples(count: int = 40, dataset: str = "digits") -> list[tuple[int, int]]:
     """(index into the data set, true label) of the first ``count`` held-out digits (never seen in training)."""
-    x, y, split = _digits()
+    x, y, split = _digits(dataset)
     return [(int(i), int(y[i])) for i in split["test"][:count]]
 
 
-def digit_input(index: int) -> tuple[torch.Tensor, int]:
-    """Held-out digit ``index`` exactly as in training (1×1×32×32) and its true label."""
-    x, y, _ = _digits()
+def digit_input(index: int, dataset: str = "digits") -> tuple[torch.Tensor, int]:
+    """Held-out digit ``index`` exactly as in training (1×1×32×32, or 1×1×64×64 on the canvas) and its label."""
+    x, y, _ = _digits(dataset)
     return x[index:index + 1].clone(), int(y[index])
 
 
-def digit_image(index: int) -> Image.Image:
-    """Held-out digit ``index`` as a 32×32 grey picture (white ink on black, as the model was trained)."""
-    x, _, _ = _digits()
-    a = ((x[index, 0].numpy() * 0.5 + 0.5) * 255).round().clip(0, 255).astype(np.uint8)
+def digit_image(index: int, dataset: str = "digits") -> Image.Image:
+    """Held-out digit ``index`` as a grey picture at the input's size (white ink on black, as in training)."""
+    from .samples import DIGIT_SETS
+
+    x, _, _ = _digits(dataset)
+    a = (DIGIT_SETS[dataset].unnormalise(x[index, 0]).numpy() * 255).round().clip(0, 255).astype(np.uint8)
     return Image.fromarray(a, "L").convert("RGB")
 
 
-def _digit_preprocess(image: Image.Image) -> tuple[torch.Tensor, str]:
-    """A photo of a digit as LeNet-5's input: grey, light ink on a dark ground (inverted if the ground is
-    light, as on paper), resized to 32×32, normalised as the training digits."""
+def _digit_preprocess(image: Image.Image, dataset: str = "digits") -> tuple[torch.Tensor, str]:
+    """A photo of a digit as a ready model's input: grey, light ink on a dark ground (inverted if the ground is
+    light, as on paper), resized to the input's size, normalised as the training digits."""
+    from .samples import DIGIT_SETS
+
+    digit_set = DIGIT_SETS[dataset]
     grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     if grey.size == 0:
         raise ImageError("The image has no pixels; upload a photo of one digit.")
@@ -253,9 +260,16 @@ def _digit_preprocess(image: Image.Image) -> tuple[torch.Tensor, str]:
         grey = 1.0 - grey
         steps.append("inverted (the training digits are light on dark)")
     x = torch.from_numpy(grey)[None, None]
-    if tuple(x.shape[-2:]) != (32, 32):
-        x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
-        steps.append("resize to 32×32 (bilinear)")
-    x = (x.clamp(0, 1) - 0.5) / 0.5
-    steps.append("normalise with mean 0.5 / std 0.5")
+    size = digit_set.size
+    if tuple(x.shape[-2:]) != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                            align_corners=False)
+        steps.append(f"resize to {size}×{size} (bilinear)")
+    if dataset == "digits_on_canvas":
+        steps.append("the photo is the whole canvas (training digits are 24 px high on it)")
+    if (digit_set.mean, digit_set.std) != (0.0, 1.0):
+        x = (x.clamp(0, 1) - digit_set.mean) / digit_set.std
+        steps.append(f"normalise with mean {digit_set.mean:g} / std {digit_set.std:g}")
+    else:
+        x = x.clamp(0, 1)
     return x.float(), " → ".join(steps)

@@ -7,14 +7,14 @@ import torch
 from explorer import analyze, catalog
 from explorer.catalog import UnknownModelError
 
-CLASSIC = ["densenet264", "lenet5", "mini_xception", "mobilenet_v1", "preact_resnet18", "preact_resnet50", "zfnet"]
+CLASSIC = ["densenet264", "gap_cnn", "lenet5", "mini_xception", "mobilenet_v1", "preact_resnet18", "preact_resnet50", "zfnet"]
 
 
 def test_names():
     assert len(catalog.names("torchvision")) == 80
     assert catalog.names("classic") == CLASSIC
     assert catalog.names("segmentation") == ["seg_encoder_decoder", "seg_pool_unpool", "seg_unet"]
-    assert len(catalog.names()) == 90
+    assert len(catalog.names()) == 91
 
 
 def test_metadata_of_resnet50():

@@ -11,6 +11,7 @@ from explorer.models.classic import (
     PreActBasicBlock,
     PreActBottleneck,
     densenet264,
+    gap_cnn,
     lenet5,
     mini_xception,
     mobilenet_v1,
@@ -28,6 +29,7 @@ EXPECTED_PARAMS = {
     "preact_resnet50": 25_549_352,
     "densenet264": 33_337_704,
     "mini_xception": 2_723_802,
+    "gap_cnn": 24_058,
 }
 
 # DenseNet-264 at 224×224 takes seconds on CPU; any size ≥ 32 exercises every layer.
@@ -116,6 +118,19 @@ def test_lenet5_layout():
     ]
     assert isinstance(model.features.s2, nn.AvgPool2d)
     assert model.features(torch.zeros(1, 1, 32, 32)).shape == (1, 120, 1, 1)
+
+
+
+def test_gap_cnn_parameters_and_layout():
+    # Three ConvBNReLU (3×3, no bias) + BN: 16·9 + 32 | 16·32·9 + 64 | 32·64·9 + 128; then fc 64·10 + 10.
+    expected = (conv_params(1, 16, 3, bias=False) + 2 * 16 + conv_params(16, 32, 3, bias=False) + 2 * 32
+                + conv_params(32, 64, 3, bias=False) + 2 * 64 + fc_params(64, 10))
+    assert expected == 24_058 == n_params(gap_cnn())
+    model = gap_cnn().eval()
+    assert [n for n, _ in model.features.named_children()] == ["conv1", "pool1", "conv2", "pool2", "conv3"]
+    assert model.features(torch.zeros(1, 1, 64, 64)).shape == (1, 64, 16, 16)
+    assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d) and model.fc.in_features == 64  # GAP, not flatten
+    assert model(torch.zeros(2, 1, 96, 80)).shape == (2, 10)  # GAP takes any input size
 
 
 def test_zfnet_feature_map_sizes_follow_the_paper():

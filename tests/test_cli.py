@@ -39,7 +39,7 @@ def test_summary_formats():
 def test_list():
     p = run("list")
     assert p.returncode == 0
-    assert len(p.stdout.splitlines()) == 1 + 90
+    assert len(p.stdout.splitlines()) == 1 + 91
     assert any(l.startswith("vgg16 ") and "138,357,544" in l for l in p.stdout.splitlines())
 
 

@@ -37,7 +37,7 @@ def markdown(at) -> str:
 def test_predict_ready_lenet_gets_a_held_out_digit_right():
     at = open_page("predict", source="lenet5_digits")
     index, label = digit_samples()[3]
-    at.multiselect(key="w.predict.samples.ready").set_value([f"digit:{index}"]).run()
+    at.multiselect(key="w.predict.samples.lenet5_digits").set_value([f"digit:{index}"]).run()
     assert_clean(at)
     text = markdown(at)
     assert f"**{label}** · " in text and "✓" in text, text
@@ -191,8 +191,43 @@ def test_explain_grad_cam_on_a_digit_and_every_method():
         assert_clean(at)
         assert not at.error, [e.value for e in at.error]
         assert any(method in c.value for c in at.caption)
-        # Grad-CAM on the ready LeNet-5 comes with the reason its map strays from the strokes
-        assert any("global average pooling" in i.value for i in at.info) == (method == "Grad-CAM")
+        # Grad-CAM on the ready LeNet-5 comes with the reason its map strays from the strokes, and a pointer to
+        # the ready model whose Grad-CAM finds the digit
+        lenet_note = [i.value for i in at.info if "Read LeNet-5's Grad-CAM with care" in i.value]
+        assert len(lenet_note) == (method == "Grad-CAM")
+        assert all("global average pooling" in v and "pick the ready GAP CNN" in v for v in lenet_note)
+
+
+
+# -- the second ready model: the GAP CNN on digits placed on a canvas -----------------------------------------------
+def test_predict_and_explain_the_gap_cnn_on_a_canvas_digit():
+    samples = digit_samples(dataset="digits_on_canvas")
+    index, label = samples[3]
+    at = open_page("predict", source="gap_cnn_digits_canvas")
+    at.multiselect(key="w.predict.samples.gap_cnn_digits_canvas").set_value([f"digit:{index}"]).run()
+    assert_clean(at)
+    text = markdown(at)
+    assert f"**{label}** · " in text and "**1 of 1** held-out digits classified correctly." in text
+    assert any("gap_cnn_digits_canvas.safetensors" in c.value.replace("\\", "") for c in at.caption)
+    assert any("placed at random on a blank 64×64 canvas" in c.value for c in at.caption)  # how the input was made
+
+    at = open_page("explain", source="gap_cnn_digits_canvas")
+    at.selectbox(key="w.explain.one").set_value(f"digit:{index}").run()
+    at.selectbox(key="w.explain.method").set_value("Grad-CAM").run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    notes = [i.value for i in at.info]
+    assert not any("Read LeNet-5's Grad-CAM" in v for v in notes)
+    assert any("Grad-CAM is exactly its class activation map" in v for v in notes)
+    assert any("Target layer features." in c.value for c in at.caption)
+
+
+def test_feature_maps_of_the_gap_cnn_by_stage():
+    at = open_page("feature_maps", source="gap_cnn_digits_canvas")
+    assert_clean(at)
+    options = at.selectbox(key="w.fm.layer").options
+    assert options[:3] == ["features.conv1  ·  16×64×64", "features.pool1  ·  16×32×32", "features.conv2  ·  32×32×32"]
+    assert "features.conv3  ·  64×16×16" in options
 
 
 def test_explain_attention_of_a_cbam_composition_with_an_upload():

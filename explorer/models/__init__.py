@@ -3,6 +3,7 @@
 from explorer.models.classic import (
     CLASSIC_MODELS,
     densenet264,
+    gap_cnn,
     lenet5,
     mini_xception,
     mobilenet_v1,
@@ -14,6 +15,7 @@ from explorer.models.classic import (
 __all__ = [
     "CLASSIC_MODELS",
     "densenet264",
+    "gap_cnn",
     "lenet5",
     "mini_xception",
     "mobilenet_v1",

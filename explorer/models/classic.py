@@ -30,6 +30,7 @@ __all__ = [
     "CLASSIC_MODELS",
     "ConvBNReLU",
     "DepthwiseSeparableConv",
+    "GapCNN",
     "LeNet5",
     "MiniXception",
     "MobileNetV1",
@@ -40,6 +41,7 @@ __all__ = [
     "XceptionResidualBlock",
     "ZFNet",
     "densenet264",
+    "gap_cnn",
     "lenet5",
     "mini_xception",
     "mobilenet_v1",
@@ -180,6 +182,36 @@ class LeNet5(nn.Module):
         x = self.features(x)
         x = torch.flatten(x, 1)
         return self.classifier(x)
+
+
+class GapCNN(nn.Module):
+    """A small CNN whose head is global average pooling and one linear layer, as in "Network in Network" (Lin et
+    al., 2014) and the class activation maps of Zhou et al. (2016), "Learning Deep Features for Discriminative
+    Localization".
+
+    Three 3×3 ConvBNReLU stages (16, 32, 64 channels at the defaults) with 2×2 max pools between them; on a 64×64
+    input the last stage is a 16×16 map. Each class score is the average over positions of a linear function of
+    that map, so the score splits exactly into per-position parts: the class activation map, which Grad-CAM
+    equals here. LeNet-5 flattens instead (C5 weighs each of its 25 positions separately), which is why its
+    Grad-CAM does not find the digit and this network's does.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, widths: Sequence[int] = (16, 32, 64)) -> None:
+        super().__init__()
+        layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+        cin = in_channels
+        for i, width in enumerate(widths, 1):
+            if i > 1:
+                layers[f"pool{i - 1}"] = nn.MaxPool2d(2, 2)
+            layers[f"conv{i}"] = ConvBNReLU(cin, width, 3)
+            cin = width
+        self.features = nn.Sequential(layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # global average pooling: 64×16×16 → 64
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.fc(x)
 
 
 class ZFNet(nn.Module):
@@ -410,6 +442,11 @@ def lenet5(num_classes: int = 10, in_channels: int = 1) -> LeNet5:
     return LeNet5(num_classes=num_classes, in_channels=in_channels)
 
 
+def gap_cnn(num_classes: int = 10, in_channels: int = 1) -> GapCNN:
+    """Small CNN with a global-average-pooling head. Input 1×64×64; 24,058 parameters at the defaults."""
+    return GapCNN(num_classes=num_classes, in_channels=in_channels)
+
+
 def zfnet(num_classes: int = 1000, dropout: float = 0.5, local_response_norm: bool = True) -> ZFNet:
     """ZFNet (Zeiler & Fergus, 2013). Input 3×224×224; 62,357,608 parameters at the defaults."""
     return ZFNet(num_classes=num_classes, dropout=dropout, local_response_norm=local_response_norm)
@@ -504,6 +541,16 @@ CLASSIC_MODELS: dict[str, dict] = {
         input_size=(3, 224, 224),
         num_classes=1000,
         description="Each layer receives the concatenated feature maps of all earlier layers in its block.",
+    ),
+    "gap_cnn": dict(
+        builder=gap_cnn,
+        family="GAP CNN",
+        year=2016,
+        paper="Learning Deep Features for Discriminative Localization",
+        input_size=(1, 64, 64),
+        num_classes=10,
+        description="Three conv stages and global average pooling into one linear layer: the head under which "
+                    "class activation maps (and Grad-CAM) locate what was classified.",
     ),
     "mini_xception": dict(
         builder=mini_xception,

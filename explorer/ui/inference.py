@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import catalog, weights
 from ..images import SAMPLES, ImageError, load_image, sample_image
+from ..samples import DIGIT_SETS
 from ..model_choice import ModelChoice, digit_image, digit_input, digit_samples, feature_layers
 from ..spec import SpecError
 from .composition import current_spec, set_spec
@@ -29,8 +30,7 @@ __all__ = ["LoadedModel", "InputImage", "network", "model_choice", "loaded_model
            "layer_choices", "class_scores", "cached_attribution", "cached_attention", "cached_feature_maps",
            "default_cam_layer"]
 
-READY = "lenet5_digits"
-SOURCES = ("composition", "catalog", READY)
+SOURCES = ("composition", "catalog", *weights.READY_MODELS)  # then the ready models: LeNet-5, the GAP CNN
 _SOURCE, _SOURCE_READ = "run.source", "run.source_read"
 _UPLOADS = "run.weights"  # choice id -> (file name, sha256, bytes): the person's uploaded weights
 _IMAGES = "run.images"  # file_id -> (file name, picture): the person's uploaded photos
@@ -279,8 +279,8 @@ def weights_badge(loaded: LoadedModel) -> None:
         st.caption(f":green-badge[:material/check: trained] {text}")
     else:
         st.caption(f":orange-badge[:material/warning: untrained] {text} — outputs, maps and attributions show what "
-                   "random weights do; open **Weights** to download or upload trained ones, or pick the ready "
-                   "LeNet-5.")
+                   "random weights do; open **Weights** to download or upload trained ones, or pick a ready "
+                   "model.")
 
 
 # -- which images ----------------------------------------------------------------------------------------------
@@ -332,10 +332,10 @@ def _on_upload(key: str, single_key: str) -> None:
 def _sample_pictures(choice: ModelChoice) -> dict[str, tuple]:
     """id -> (name, picture, true label or None, exact input or None) of the bundled samples."""
     if choice.kind == "ready":
-        out = {}
-        for i, y in digit_samples():
-            x, _ = digit_input(i)
-            out[f"digit:{i}"] = (f"held-out digit #{i} (a {y})", digit_image(i), str(y), x)
+        dataset, out = choice.ready.dataset, {}
+        for i, y in digit_samples(dataset=dataset):
+            x, _ = digit_input(i, dataset)
+            out[f"digit:{i}"] = (f"held-out digit #{i} (a {y})", digit_image(i, dataset), str(y), x)
         return out
     return {f"photo:{n}": (title, None, None, None) for n, title in SAMPLES.items()}
 
@@ -363,7 +363,7 @@ def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[
         what = "Digits" if choice.kind == "ready" else "Sample photos"
         if multiple:
             default = list(samples)[:8] if choice.kind == "ready" else ["photo:chelsea"]
-            picked = st.multiselect(what, list(samples), default=default, key=f"w.{page}.samples.{choice.kind}",
+            picked = st.multiselect(what, list(samples), default=default, key=f"w.{page}.samples.{choice.key if choice.kind == 'ready' else choice.kind}",
                                     format_func=lambda k: samples[k][0],
                                     help="Your uploads are added to these.") + list(uploads)
         else:
@@ -380,8 +380,8 @@ def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[
     for k in picked:
         name, picture, truth, x = {**samples, **uploads}[k]
         if x is not None:
-            out.append(InputImage(name, picture, x, "a held-out digit as in training: 8×8 upsampled to 32×32, "
-                                                    "normalised with mean 0.5 / std 0.5", truth))
+            out.append(InputImage(name, picture, x, "a held-out digit as in training: "
+                                  + DIGIT_SETS[choice.ready.dataset].about, truth))
             continue
         if picture is None:
             picture = sample_image(k.split(":", 1)[1])
