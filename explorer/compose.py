@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from functools import lru_cache
-from typing import Optional
 
 import torch
 from torch import nn

@@ -7,7 +7,6 @@ the explorer shows; ``from model import build_model`` gives the module.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import torch

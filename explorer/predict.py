@@ -29,10 +29,12 @@ import threading
 import time
 import weakref
 from functools import cached_property, lru_cache
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from torch import nn
+
+from .describe import describe_output, shape_text
 
 __all__ = ["available_devices", "choose_device", "device_label", "Prediction", "predict", "TASKS"]
 
@@ -201,10 +203,6 @@ class Prediction:
 
 
 # -- inputs, task, names -------------------------------------------------------------------------------------------
-def _shape_text(shape: Sequence[int]) -> str:
-    return "×".join(str(int(s)) for s in shape)
-
-
 def _as_batch(images) -> torch.Tensor:
     if type(images) is torch.Tensor and images.dim() == 4 and images.shape[0] and images.is_floating_point():
         return images  # the common case, as it is: no copy
@@ -216,11 +214,11 @@ def _as_batch(images) -> torch.Tensor:
         if any(i.dim() != 3 for i in images):
             bad = next(i for i in images if i.dim() != 3)
             raise ValueError(f"Each image in a list must be a C×H×W tensor; got one of shape "
-                             f"{_shape_text(bad.shape)}.")
+                             f"{shape_text(bad.shape)}.")
         if len(shapes) > 1:
             a, b = sorted(shapes)[:2]
-            raise ValueError(f"All images must have the same size to be batched; got {_shape_text(a)} and "
-                             f"{_shape_text(b)} (resize them to the model's input first).")
+            raise ValueError(f"All images must have the same size to be batched; got {shape_text(a)} and "
+                             f"{shape_text(b)} (resize them to the model's input first).")
         x = torch.stack(images)
     else:
         x = torch.as_tensor(images)
@@ -228,7 +226,7 @@ def _as_batch(images) -> torch.Tensor:
             x = x.unsqueeze(0)
     if x.dim() != 4:
         raise ValueError(f"Images must be an N×C×H×W or C×H×W tensor (or a list of C×H×W tensors); got shape "
-                         f"{_shape_text(x.shape) or 'scalar'}.")
+                         f"{shape_text(x.shape) or 'scalar'}.")
     if x.shape[0] == 0:
         raise ValueError("No images were given; pass at least one C×H×W image.")
     if not x.is_floating_point():
@@ -303,12 +301,12 @@ def _input_error(model: nn.Module, x: torch.Tensor, error: BaseException | None)
         c, h, w = expected
         if c is not None and c != got[0] or (h is not None and (h, w) != got[1:]):
             if h is None:
-                return ValueError(f"{name} expects {c}-channel images; got {_shape_text(got)}.")
-            return ValueError(f"{name} expects {_shape_text(expected)} images; got {_shape_text(got)}.")
+                return ValueError(f"{name} expects {c}-channel images; got {shape_text(got)}.")
+            return ValueError(f"{name} expects {shape_text(expected)} images; got {shape_text(got)}.")
         if h is not None or error is None:
             return None
     if error is not None and _SHAPE_ERROR.search(str(error)):
-        return ValueError(f"{name} cannot take {_shape_text(got)} images (its layers need another size); resize "
+        return ValueError(f"{name} cannot take {shape_text(got)} images (its layers need another size); resize "
                           "the images to the size the model was built for.")
     return None
 
@@ -421,12 +419,12 @@ def _post(task: str, model: nn.Module, spec, out, score_threshold: float) -> dic
     """Task post-processing of one chunk, on the device; returns tensors / lists to be joined and moved."""
     if task == "classification":
         if not (torch.is_tensor(out) and out.dim() == 2):
-            raise ValueError(f"A classification model must output N×K logits; this one gives {_describe(out)}.")
+            raise ValueError(f"A classification model must output N×K logits; this one gives {describe_output(out)}.")
         logits = out if out.dtype == torch.float32 else out.float()
         return {"logits": logits, "probabilities": logits.softmax(dim=1)}
     if task == "regression":
         if not torch.is_tensor(out):
-            raise ValueError(f"A regression model must output an N×outputs tensor; this one gives {_describe(out)}.")
+            raise ValueError(f"A regression model must output an N×outputs tensor; this one gives {describe_output(out)}.")
         return {"values": out.float().reshape(out.shape[0], -1)}
     if task == "detection":
         out = _float32(out)
@@ -438,10 +436,10 @@ def _post(task: str, model: nn.Module, spec, out, score_threshold: float) -> dic
             offset = 1 if spec is not None and spec.head.kind in ("faster_rcnn", "mask_rcnn") else 0
             return {"detections": [_keep(d, score_threshold, offset) for d in out]}
         raise ValueError(f"A detection model must output boxes or have a decode method; this one gives "
-                         f"{_describe(out)}.")
+                         f"{describe_output(out)}.")
     if task == "segmentation":
         if not (torch.is_tensor(out) and out.dim() == 4):
-            raise ValueError(f"A segmentation model must output N×K×H×W logits; this one gives {_describe(out)}.")
+            raise ValueError(f"A segmentation model must output N×K×H×W logits; this one gives {describe_output(out)}.")
         n, k = out.shape[:2]
         masks = out.argmax(dim=1)
         offsets = torch.arange(n, device=masks.device).view(n, 1, 1) * k
@@ -449,15 +447,9 @@ def _post(task: str, model: nn.Module, spec, out, score_threshold: float) -> dic
         return {"masks": masks, "counts": counts, "classes": k}
     if task == "similarity":
         if not (torch.is_tensor(out) and out.dim() == 2):
-            raise ValueError(f"A similarity model must output N×D embeddings; this one gives {_describe(out)}.")
+            raise ValueError(f"A similarity model must output N×D embeddings; this one gives {describe_output(out)}.")
         return {"embeddings": out.float()}
     return {"raw": out}
-
-
-def _describe(out) -> str:
-    if torch.is_tensor(out):
-        return f"a {_shape_text(out.shape)} tensor"
-    return f"a {type(out).__name__}"
 
 
 def _finish(task: str, parts: list, spec, labels, top_k: int, pred: dict) -> None:

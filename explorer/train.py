@@ -148,8 +148,6 @@ def train_lenet_digits(
     ``test_accuracy`` (correct / number of test samples), ``test_correct``, ``epochs``, ``seed``,
     ``samples`` ({"train": n, "test": n}), ``seconds`` and the per-epoch ``history``.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, not {epochs}.")
     torch.manual_seed(seed)
     x, y, split = digits(seed)
 
@@ -174,8 +172,6 @@ def train_gap_digits_canvas(
     """Train the GAP CNN on digits at random places on a 64×64 canvas (a new place for every digit in every
     batch); held out: the test split of `digits_on_canvas` at its fixed places. Returns ``(model, metrics)`` as
     `train_lenet_digits`."""
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, not {epochs}.")
     torch.manual_seed(seed)
     x, y, split, _ = digits_on_canvas(seed)
     small = canvas_training_digits()

@@ -87,7 +87,6 @@ def best_within(df: pd.DataFrame, max_gmacs: float) -> Optional[str]:
 def scatter_figure(df: pd.DataFrame, selected: Optional[str] = None, height: int = 620):
     """Accuracy against compute: x = GMACs (log axis), y = ImageNet acc@1, bubble area ∝ parameters, colour =
     family. The accuracy-for-compute frontier is drawn as a line; ``selected`` gets a ring and its name."""
-    import plotly.express as px
     import plotly.graph_objects as go
 
     # Families in the order of their papers, one colour each. Circles only, so bubble area stays comparable.

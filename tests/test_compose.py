@@ -1,7 +1,6 @@
 """Compositions: backbone → neck → head from a spec, the seed systems of the lectures, and export."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 

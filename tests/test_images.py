@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import images
 from explorer.images import SAMPLES, ImageError, load_image, preprocess, sample_image
 
 

@@ -1,17 +1,16 @@
-"""Feature maps, Explain and Predict pages (AppTest): the ready LeNet-5 predicts held-out digits right, uploads of
-images and weights work or say why not, pretrained weights are found where torchvision keeps them."""
+"""Feature maps, Explain and Predict pages (AppTest): the ready models (LeNet-5; the GAP CNN on a canvas) predict
+held-out digits right, uploads of images and weights work or say why not, pretrained weights are found where
+torchvision keeps them."""
 import io
 import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save
-from streamlit.testing.v1 import AppTest
 
-from apptest_pages import APP, assert_clean, open_page
+from apptest_pages import assert_clean, open_page
 from explorer import catalog
 from explorer.model_choice import digit_samples
 

@@ -12,6 +12,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from ..describe import shape_text
 from ..meta_init import to_meta_copy
 from .receptive_field import Field
 from .result import GLOBAL, Analysis, Layer, Stage, counts_in_lecture_memory
@@ -46,10 +47,6 @@ def _materialise(model: nn.Module) -> nn.Module:
     return model
 
 
-def _shape_text(shape) -> str:
-    return "×".join(str(s) for s in shape)
-
-
 def analyze(model: Union[str, nn.Module], input_shape: Optional[tuple] = None,
             dtype: torch.dtype = torch.float32, *, training_memory: bool = True,
             device: str = "meta", **build_kwargs) -> Analysis:
@@ -67,7 +64,7 @@ def analyze(model: Union[str, nn.Module], input_shape: Optional[tuple] = None,
         input_shape = catalog.info(model).input_size
     input_shape = tuple(int(s) for s in input_shape)
     if any(s < 1 for s in input_shape):
-        raise AnalysisError(f"Input shape {_shape_text(input_shape)} has an empty axis; every size must be ≥ 1.")
+        raise AnalysisError(f"Input shape {shape_text(input_shape)} has an empty axis; every size must be ≥ 1.")
     if not dtype.is_floating_point:
         raise AnalysisError(f"Analysis needs a floating-point dtype, not {dtype}.")
     notes: list[str] = []
@@ -132,11 +129,11 @@ def _input_error(name, model, input_shape, err, build_kwargs) -> AnalysisError:
     if smallest and smallest > max(input_shape[1:]):
         hint = f" The smallest square input that works is {input_shape[0]}×{smallest}×{smallest}."
     elif default:
-        hint = (f" Its default input is {_shape_text(default)}; a fully connected layer or position embeddings "
+        hint = (f" Its default input is {shape_text(default)}; a fully connected layer or position embeddings "
                 "fix the size some models take.")
     else:
         hint = " Try a larger input."
-    return AnalysisError(f"{name} cannot take a {_shape_text(input_shape)} input ({msg}).{hint}")
+    return AnalysisError(f"{name} cannot take a {shape_text(input_shape)} input ({msg}).{hint}")
 
 
 def min_input_size(model: Union[str, nn.Module], channels: int = 3, upper: int = 1024, **build_kwargs) -> Optional[int]:

@@ -18,7 +18,6 @@ start' = start - p·j. Where branches meet (add, mul, cat) the fields are united
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional

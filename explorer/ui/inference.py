@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
@@ -296,10 +297,8 @@ class InputImage:
     def digest(self) -> str:
         return hashlib.sha1(self.x.numpy().tobytes()).hexdigest()
 
-    def shown(self) -> "np.ndarray":
+    def shown(self) -> np.ndarray:
         """The model's input as the person should see it (H×W×3 uint8): the crop, without the normalisation."""
-        import numpy as np
-
         x = self.x[0].float()
         lo, hi = float(x.min()), float(x.max())
         a = ((x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)).permute(1, 2, 0).numpy()

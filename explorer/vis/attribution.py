@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .features import as_batch, spatial_layers
+from ..describe import describe_output
 from .private import attach_taps, private_copy
 
 __all__ = ["METHODS", "default_target_layer", "grad_cam", "attribute", "predicted_class", "attention_maps",
@@ -50,16 +51,6 @@ def default_target_layer(model: nn.Module, input_shape) -> str:
     return maps[-1]
 
 
-def _describe(out) -> str:
-    if isinstance(out, torch.Tensor):
-        return f"a {'×'.join(str(s) for s in out.shape)} tensor"
-    if isinstance(out, dict):
-        return "a dict of outputs"
-    if isinstance(out, (list, tuple)):
-        return "a list of outputs"
-    return f"a {type(out).__name__}"
-
-
 def _task(model: nn.Module) -> str:
     import json
 
@@ -73,7 +64,7 @@ def _scores(model: nn.Module, out, method: str) -> torch.Tensor:
     if isinstance(out, torch.Tensor) and out.dim() == 2:
         return out
     raise ValueError(f"{method} needs class scores (a classifier's N×K output), but this model returns "
-                     f"{_describe(out)}; use a classification model.")
+                     f"{describe_output(out)}; use a classification model.")
 
 
 def _target(scores: torch.Tensor, target: Optional[int]) -> int:
@@ -120,7 +111,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: Optional[int] = None,
         cls = _target(_scores(model, net(xb), "Grad-CAM"), target)
     out = seen.get("out")
     if not isinstance(out, torch.Tensor) or out.dim() != 4:
-        what = "did not run" if "out" not in seen else f"outputs {_describe(seen['out'])}"
+        what = "did not run" if "out" not in seen else f"outputs {describe_output(seen['out'])}"
         raise ValueError(f"Layer '{layer}' {what}, so it has no spatial map for Grad-CAM; pick a convolutional "
                          "layer.")
     tap.callback = None

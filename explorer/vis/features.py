@@ -13,6 +13,7 @@ import weakref
 import torch
 from torch import nn
 
+from ..describe import shape_text
 from .private import attach_taps, first_tensor, model_device_dtype, private_copy
 
 __all__ = ["feature_maps", "channel_stats", "top_channels", "feature_grid", "spatial_layers", "as_batch"]
@@ -28,10 +29,6 @@ def as_batch(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"Expected an image as a C×H×W or N×C×H×W tensor, got shape {tuple(x.shape)}.")
     device, dtype = model_device_dtype(model)
     return x.detach().to(device=device, dtype=dtype)
-
-
-def _shape_text(shape) -> str:
-    return "×".join(str(s) for s in shape)
 
 
 def feature_maps(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
@@ -66,7 +63,7 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
     elif t.dim() == 2:
         maps = t[0][:, None, None]
     else:
-        raise ValueError(f"Layer '{layer}' outputs {_shape_text(shape)} (tokens or a vector, not N×C×H×W), so it "
+        raise ValueError(f"Layer '{layer}' outputs {shape_text(shape)} (tokens or a vector, not N×C×H×W), so it "
                          "has no spatial map to show; pick a convolutional layer.")
     return maps.to(device="cpu", dtype=torch.float32).clone()  # a plain tensor, no longer an inference tensor
 
@@ -155,7 +152,7 @@ def spatial_layers(model: nn.Module, input_shape) -> list[tuple[str, tuple]]:
     if len(shape) == 4:
         shape = shape[1:]
     if len(shape) != 3:
-        raise ValueError(f"Give the input shape as C×H×W, not {_shape_text(shape)}.")
+        raise ValueError(f"Give the input shape as C×H×W, not {shape_text(shape)}.")
     device, dtype = model_device_dtype(model)
     key = (shape, str(device), dtype)
     with _SPATIAL_LOCK:
@@ -185,7 +182,7 @@ def _spatial_layers(model, shape, device, dtype) -> tuple:
         with torch.inference_mode():
             net(torch.zeros((1,) + shape, device=device, dtype=dtype))
     except (RuntimeError, ValueError, AssertionError) as e:
-        raise ValueError(f"The model cannot run on a {_shape_text(shape)} input: "
+        raise ValueError(f"The model cannot run on a {shape_text(shape)} input: "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     last = {p: i for i, p in enumerate(order)}
     return tuple((p, seen[p]) for p in sorted(seen, key=last.__getitem__))
