@@ -97,11 +97,19 @@ with tab_attr:
             bar.empty()
         c1, c2, c3 = st.columns(3)
         c1.image(shown, caption=f"The input: {image.name}", width="stretch")
-        c2.image(attribution.overlay(shown, heat, opacity), caption=f"{method} for {loaded.label_of(target)}",
-                 width="stretch")
-        c3.image(attribution.overlay(np.zeros_like(shown), heat, 1.0), caption="The map alone (blue 0 → red 1)",
-                 width="stretch")
+        blended = attribution.overlay(shown, heat, opacity)
+        alone = attribution.overlay(np.zeros_like(shown), heat, 1.0)
+        if image.box:  # a digit on a canvas: frame where it is, and say how much of the map falls there
+            blended, alone = attribution.outline(blended, image.box), attribution.outline(alone, image.box)
+        c2.image(blended, caption=f"{method} for {loaded.label_of(target)}", width="stretch")
+        c3.image(alone, caption="The map alone (blue 0 → red 1)", width="stretch")
         st.caption(esc(f"{method}: {ABOUT[method]}." + (f" Target layer {layer}." if layer else "")))
+        if image.box:
+            top, left, bottom, right = image.box
+            area = (bottom - top) * (right - left) / (shown.shape[0] * shown.shape[1])
+            st.markdown(f"**{attribution.share_inside(heat, image.box):.0%}** of this map lies inside the digit's "
+                        f"box (the white frame), which covers {area:.0%} of the canvas: a map spread evenly would "
+                        f"put {area:.0%} there.")
         if method == "Grad-CAM" and choice.kind == "ready" and choice.catalog_name == "lenet5":
             st.info("Read LeNet-5's Grad-CAM with care. Grad-CAM weighs each map of the target layer by its "
                     "gradient averaged over all positions, which suits a network that averages its last maps "

@@ -28,7 +28,7 @@ from .runtime import seeded
 from .spec import ArchitectureSpec, parsed
 
 __all__ = ["ModelChoice", "KINDS", "MAX_RUN_PARAMS", "MAX_RUN_MACS", "feature_layers", "digit_samples", "digit_input",
-           "digit_image"]
+           "digit_image", "digit_box"]
 
 KINDS = ("composition", "catalog", "ready")
 # The pages that run a network build it for real and keep it cached for every session: 200 M parameters is
@@ -221,18 +221,18 @@ def feature_layers(choice: ModelChoice, model: nn.Module) -> tuple[list[tuple[st
 def _digits(dataset: str):
     from .samples import DIGIT_SETS
 
-    return DIGIT_SETS[dataset].load()[:3]
+    return DIGIT_SETS[dataset].load()
 
 
 def digit_samples(count: int = 40, dataset: str = "digits") -> list[tuple[int, int]]:
     """(index into the data set, true label) of the first ``count`` held-out digits (never seen in training)."""
-    x, y, split = _digits(dataset)
+    x, y, split = _digits(dataset)[:3]
     return [(int(i), int(y[i])) for i in split["test"][:count]]
 
 
 def digit_input(index: int, dataset: str = "digits") -> tuple[torch.Tensor, int]:
     """Held-out digit ``index`` exactly as in training (1×1×32×32, or 1×1×64×64 on the canvas) and its label."""
-    x, y, _ = _digits(dataset)
+    x, y, _ = _digits(dataset)[:3]
     return x[index:index + 1].clone(), int(y[index])
 
 
@@ -240,9 +240,16 @@ def digit_image(index: int, dataset: str = "digits") -> Image.Image:
     """Held-out digit ``index`` as a grey picture at the input's size (white ink on black, as in training)."""
     from .samples import DIGIT_SETS
 
-    x, _, _ = _digits(dataset)
+    x = _digits(dataset)[0]
     a = (DIGIT_SETS[dataset].unnormalise(x[index, 0]).numpy() * 255).round().clip(0, 255).astype(np.uint8)
     return Image.fromarray(a, "L").convert("RGB")
+
+
+def digit_box(index: int, dataset: str = "digits") -> tuple[int, int, int, int] | None:
+    """Where held-out digit ``index`` sits in its input, (top, left, bottom, right), for the digits on a canvas;
+    None where the digit fills the frame."""
+    data = _digits(dataset)
+    return tuple(int(v) for v in data[3][index]) if len(data) > 3 else None
 
 
 def _digit_preprocess(image: Image.Image, dataset: str = "digits") -> tuple[torch.Tensor, str]:
@@ -265,8 +272,8 @@ def _digit_preprocess(image: Image.Image, dataset: str = "digits") -> tuple[torc
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                                             align_corners=False)
         steps.append(f"resize to {size}×{size} (bilinear)")
-    if dataset == "digits_on_canvas":
-        steps.append("the photo is the whole canvas (training digits are 24 px high on it)")
+    if digit_set.photo_note:
+        steps.append(digit_set.photo_note)
     if (digit_set.mean, digit_set.std) != (0.0, 1.0):
         x = (x.clamp(0, 1) - digit_set.mean) / digit_set.std
         steps.append(f"normalise with mean {digit_set.mean:g} / std {digit_set.std:g}")

@@ -113,6 +113,7 @@ class DigitSet:
     mean: float
     std: float
     about: str  # how one held-out sample was made, in a phrase
+    photo_note: str = ""  # what becomes of an uploaded photo, where that is not obvious
 
     def unnormalise(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std + self.mean
@@ -122,5 +123,6 @@ DIGIT_SETS: dict[str, DigitSet] = {
     "digits": DigitSet("digits", digits, DIGITS_SIZE, DIGITS_MEAN, DIGITS_STD,
                        "8×8 upsampled to 32×32, normalised with mean 0.5 / std 0.5"),
     "digits_on_canvas": DigitSet("digits_on_canvas", digits_on_canvas, CANVAS_SIZE, 0.0, 1.0,
-                                 "8×8 upsampled to 24×24 and placed at random on a blank 64×64 canvas, values 0–1"),
+                                 "8×8 upsampled to 24×24 and placed at random on a blank 64×64 canvas, values 0–1",
+                                 "the photo is the whole canvas (the training digits are 24 px high on it)"),
 }

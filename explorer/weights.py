@@ -556,25 +556,25 @@ class ReadyModel:
     dataset: str  # the `explorer.samples.DIGIT_SETS` entry it was trained on (its samples and preprocessing)
 
 
-def _ready(name: str, title: str, catalog_name: str, dataset: str, about: str) -> ReadyModel:
+def _ready(name: str, title: str, catalog_name: str, dataset: str) -> ReadyModel:
     """A bundled model from ``assets/weights/<name>.safetensors`` and the training record beside it."""
+    from .samples import DIGIT_SETS
+
     path = _ASSETS / f"{name}.safetensors"
     record = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     accuracy = float(record["test_accuracy"])
     return ReadyModel(
         name=name, title=title, catalog_name=catalog_name, path=path, classes=[str(d) for d in range(10)],
         accuracy=accuracy, dataset=dataset,
-        description=(f"{title}: {record.get('epochs', '?')} epochs on scikit-learn's handwritten digits ({about}); "
-                     f"{accuracy:.1%} correct on the held-out 20%."),
+        description=(f"{title}: {record.get('epochs', '?')} epochs on scikit-learn's handwritten digits "
+                     f"({DIGIT_SETS[dataset].about}); {accuracy:.1%} correct on the held-out 20%."),
     )
 
 
 READY_MODELS: dict[str, ReadyModel] = {m.name: m for m in (
-    _ready("lenet5_digits", "LeNet-5 trained on digits", "lenet5", "digits",
-           "8×8 images upsampled to 32×32, normalised with mean 0.5 / std 0.5"),
+    _ready("lenet5_digits", "LeNet-5 trained on digits", "lenet5", "digits"),
     # LeNet-5 flattens its last maps, so Grad-CAM cannot say where the digit is; this one averages them (GAP).
-    _ready("gap_cnn_digits_canvas", "GAP CNN trained on digits placed on a canvas", "gap_cnn", "digits_on_canvas",
-           "24×24 at a random place on a blank 64×64 canvas, values 0–1"),
+    _ready("gap_cnn_digits_canvas", "GAP CNN trained on digits placed on a canvas", "gap_cnn", "digits_on_canvas"),
 )}
 
 

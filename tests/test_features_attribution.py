@@ -354,6 +354,20 @@ def test_grad_cam_of_the_gap_cnn_finds_the_digit_on_its_canvas():
     assert np.median(inside) > 0.7  # five times the box's share of the canvas
 
 
+def test_share_inside_and_outline():
+    heat = torch.zeros(8, 8)
+    heat[2:4, 2:4] = 1.0
+    heat[7, 7] = 4.0  # 4 of the mass outside, 4 inside
+    assert attr.share_inside(heat, (2, 2, 4, 4)) == 0.5 and attr.share_inside(heat, (0, 0, 8, 8)) == 1.0
+    assert attr.share_inside(torch.zeros(4, 4), (0, 0, 2, 2)) == 0.0
+    image = np.zeros((8, 8, 3), np.uint8)
+    framed = attr.outline(image, (2, 1, 6, 5))
+    assert image.sum() == 0  # a copy
+    edge = np.zeros((8, 8), bool)
+    edge[2, 1:5] = edge[5, 1:5] = edge[2:6, 1] = edge[2:6, 4] = True
+    assert np.array_equal(framed[..., 0] == 255, edge) and np.all(framed[edge] == 255)
+
+
 def test_gap_cnn_grad_cam_is_its_class_activation_map():
     # With GAP → linear, Grad-CAM = ReLU(Σ_k w_ck · A_k) / (H·W): check against the weights of the class.
     from explorer.samples import digits_on_canvas

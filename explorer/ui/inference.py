@@ -20,8 +20,8 @@ from torch import nn
 
 from .. import catalog, weights
 from ..images import SAMPLES, ImageError, load_image, sample_image
+from ..model_choice import ModelChoice, digit_box, digit_image, digit_input, digit_samples, feature_layers
 from ..samples import DIGIT_SETS
-from ..model_choice import ModelChoice, digit_image, digit_input, digit_samples, feature_layers
 from ..spec import SpecError
 from .composition import current_spec, set_spec
 from .format import fmt_quoted, md_escape
@@ -267,6 +267,8 @@ def network(page: str) -> tuple[ModelChoice, "LoadedModel"]:
     """The top of each page that runs a network: which network, its weights panel, and one line saying what the
     weights are. Returns the choice and the loaded (cached, shared) model."""
     choice = model_choice(page)
+    if choice.kind == "ready":
+        st.caption(md_escape(choice.ready.description))
     loaded = loaded_model(choice, page)
     weights_badge(loaded)
     return choice, loaded
@@ -292,6 +294,7 @@ class InputImage:
     x: torch.Tensor  # (1, C, H, W), the model's own preprocessing applied
     steps: str  # the preprocessing, in one line
     truth: str | None = None  # the known label (held-out digits)
+    box: tuple[int, int, int, int] | None = None  # where the digit is, for digits on a canvas (top, left, bottom, right)
 
     @property
     def digest(self) -> str:
@@ -329,14 +332,15 @@ def _on_upload(key: str, single_key: str) -> None:
 
 
 def _sample_pictures(choice: ModelChoice) -> dict[str, tuple]:
-    """id -> (name, picture, true label or None, exact input or None) of the bundled samples."""
+    """id -> (name, picture, true label or None, exact input or None, digit box or None) of the bundled samples."""
     if choice.kind == "ready":
         dataset, out = choice.ready.dataset, {}
         for i, y in digit_samples(dataset=dataset):
             x, _ = digit_input(i, dataset)
-            out[f"digit:{i}"] = (f"held-out digit #{i} (a {y})", digit_image(i, dataset), str(y), x)
+            out[f"digit:{i}"] = (f"held-out digit #{i} (a {y})", digit_image(i, dataset), str(y), x,
+                                 digit_box(i, dataset))
         return out
-    return {f"photo:{n}": (title, None, None, None) for n, title in SAMPLES.items()}
+    return {f"photo:{n}": (title, None, None, None, None) for n, title in SAMPLES.items()}
 
 
 def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[InputImage]:
@@ -344,7 +348,7 @@ def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[
     uploads (kept across pages), each with the model's own preprocessing; a file that cannot be used gets its
     sentence. ``multiple=False``: one picture, chosen from the samples and the uploads."""
     samples = _sample_pictures(choice)
-    uploads = {f"upload:{fid}": (name, picture, None, None)
+    uploads = {f"upload:{fid}": (name, picture, None, None, None)
                for fid, (name, picture) in st.session_state.get(_IMAGES, {}).items()}
     single_key = f"w.{page}.one"
     c_pick, c_up = st.columns([1, 1])
@@ -362,7 +366,8 @@ def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[
         what = "Digits" if choice.kind == "ready" else "Sample photos"
         if multiple:
             default = list(samples)[:8] if choice.kind == "ready" else ["photo:chelsea"]
-            picked = st.multiselect(what, list(samples), default=default, key=f"w.{page}.samples.{choice.key if choice.kind == 'ready' else choice.kind}",
+            which = choice.key if choice.kind == "ready" else choice.kind  # each ready model has its own digits
+            picked = st.multiselect(what, list(samples), default=default, key=f"w.{page}.samples.{which}",
                                     format_func=lambda k: samples[k][0],
                                     help="Your uploads are added to these.") + list(uploads)
         else:
@@ -377,10 +382,10 @@ def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[
 
     out = []
     for k in picked:
-        name, picture, truth, x = {**samples, **uploads}[k]
+        name, picture, truth, x, box = {**samples, **uploads}[k]
         if x is not None:
             out.append(InputImage(name, picture, x, "a held-out digit as in training: "
-                                  + DIGIT_SETS[choice.ready.dataset].about, truth))
+                                  + DIGIT_SETS[choice.ready.dataset].about, truth, box))
             continue
         if picture is None:
             picture = sample_image(k.split(":", 1)[1])

@@ -305,3 +305,22 @@ def overlay(image: np.ndarray, heat, opacity: float = 0.5, cmap: str = "jet") ->
     colour = colormaps[cmap](t)[..., :3] * 255.0
     out = (1.0 - opacity) * img.astype(np.float64) + opacity * colour
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def share_inside(heat, box: tuple[int, int, int, int]) -> float:
+    """The fraction of a map's mass inside ``box`` = (top, left, bottom, right), bottom/right exclusive, in the
+    map's own pixels: 0 for an all-zero map."""
+    t = torch.as_tensor(np.asarray(heat, dtype=np.float32) if not isinstance(heat, torch.Tensor) else heat).float()
+    total = float(t.clamp_min(0).sum())
+    top, left, bottom, right = (int(v) for v in box)
+    return float(t[top:bottom, left:right].clamp_min(0).sum()) / total if total > 0 else 0.0
+
+
+def outline(image: np.ndarray, box: tuple[int, int, int, int], colour=(255, 255, 255)) -> np.ndarray:
+    """A copy of ``image`` (H×W×3 uint8) with a one-pixel frame drawn just inside ``box`` (as `share_inside`)."""
+    out = np.array(image, dtype=np.uint8, copy=True)
+    top, left, bottom, right = (int(v) for v in box)
+    bottom, right = min(bottom, out.shape[0]) - 1, min(right, out.shape[1]) - 1
+    out[top, left:right + 1] = out[bottom, left:right + 1] = colour
+    out[top:bottom + 1, left] = out[top:bottom + 1, right] = colour
+    return out
