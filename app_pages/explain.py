@@ -121,8 +121,8 @@ with tab_attr:
         elif method == "Grad-CAM" and choice.kind == "ready":
             st.info("This network averages its last 16×16 maps (global average pooling) into one linear layer, so "
                     "each class score is a sum over positions and Grad-CAM is exactly its class activation map: "
-                    "the map shows where on the canvas the evidence for the class lies. On the held-out canvases "
-                    "most of the map falls inside the digit's 24×24 box, which covers 14% of the canvas.",
+                    "the map shows where on the canvas the evidence for the class lies. On every held-out canvas "
+                    "more than half of the map falls inside the digit's box.",
                     icon=":material/lightbulb:")
 
 with tab_att:
