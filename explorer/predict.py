@@ -424,7 +424,8 @@ def _post(task: str, model: nn.Module, spec, out, score_threshold: float) -> dic
         return {"logits": logits, "probabilities": logits.softmax(dim=1)}
     if task == "regression":
         if not torch.is_tensor(out):
-            raise ValueError(f"A regression model must output an N×outputs tensor; this one gives {describe_output(out)}.")
+            raise ValueError("A regression model must output an N×outputs tensor; this one gives "
+                             f"{describe_output(out)}.")
         return {"values": out.float().reshape(out.shape[0], -1)}
     if task == "detection":
         out = _float32(out)
@@ -439,7 +440,8 @@ def _post(task: str, model: nn.Module, spec, out, score_threshold: float) -> dic
                          f"{describe_output(out)}.")
     if task == "segmentation":
         if not (torch.is_tensor(out) and out.dim() == 4):
-            raise ValueError(f"A segmentation model must output N×K×H×W logits; this one gives {describe_output(out)}.")
+            raise ValueError("A segmentation model must output N×K×H×W logits; this one gives "
+                             f"{describe_output(out)}.")
         n, k = out.shape[:2]
         masks = out.argmax(dim=1)
         offsets = torch.arange(n, device=masks.device).view(n, 1, 1) * k

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["digits", "digits_on_canvas", "place_digits", "canvas_training_digits", "DigitSet", "DIGIT_SETS", "DIGITS_MEAN", "DIGITS_STD",
-           "DIGITS_SIZE", "CANVAS_SIZE", "CANVAS_DIGIT_SIZE"]
+__all__ = ["digits", "digits_on_canvas", "place_digits", "canvas_training_digits", "DigitSet", "DIGIT_SETS",
+           "DIGITS_MEAN", "DIGITS_STD", "DIGITS_SIZE", "CANVAS_SIZE", "CANVAS_DIGIT_SIZE"]
 
 DIGITS_MEAN = 0.5
 DIGITS_STD = 0.5
@@ -100,7 +100,7 @@ def digits_on_canvas(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, dict, t
 
 
 def canvas_training_digits() -> torch.Tensor:
-    """The 24×24 digits themselves (N×1×24×24 in [0, 1]), for training with a fresh place every epoch."""
+    """The 24×24 digits themselves (N×1×24×24 in [0, 1]), for training with a fresh place in every batch."""
     return _upsampled(CANVAS_DIGIT_SIZE)
 
 

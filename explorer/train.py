@@ -1,7 +1,8 @@
 """Training recipes for the small weights the app ships with.
 
     python -m explorer.train lenet-digits [--epochs N] [--seed S] [--out assets/weights/lenet5_digits.safetensors]
-    python -m explorer.train gap-digits-canvas [--epochs N] [--seed S] [--out assets/weights/gap_cnn_digits_canvas.safetensors]
+    python -m explorer.train gap-digits-canvas [--epochs N] [--seed S]
+                             [--out assets/weights/gap_cnn_digits_canvas.safetensors]
 
 ``lenet-digits`` trains LeNet-5 (``catalog.build("lenet5")``) on the training part of scikit-learn's digits
 (:func:`explorer.samples.digits`) with Adam and a one-cycle learning-rate schedule, batches of 32 and random
@@ -37,7 +38,7 @@ __all__ = ["RECIPES", "Recipe", "train_lenet_digits", "train_gap_digits_canvas",
 
 BATCH_SIZE = 32
 LEARNING_RATE = 3e-3  # peak of the one-cycle schedule
-MAX_SHIFT = 2  # LeNet augmentation: each batch is shifted by up to ±2 pixels (32×32 input, background -1 at the edges)
+MAX_SHIFT = 2  # LeNet augmentation: each batch shifted by up to ±2 pixels (32×32 input, background -1 at the edges)
 
 DIGITS_META = {
     "model": "lenet5",
