@@ -268,12 +268,18 @@ def _digit_preprocess(image: Image.Image, dataset: str = "digits") -> tuple[torc
         steps.append("inverted (the training digits are light on dark)")
     x = torch.from_numpy(grey)[None, None]
     size = digit_set.size
+    if digit_set.on_canvas:
+        from .samples import fit_on_canvas
+
+        fitted = fit_on_canvas(x)
+        if fitted is not None:
+            x = fitted
+            steps.append("the ink cropped, fitted into 24×24 and placed at the centre of a blank 64×64 canvas "
+                         "(the training digits are 24 px high)")
     if tuple(x.shape[-2:]) != (size, size):
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                                             align_corners=False)
         steps.append(f"resize to {size}×{size} (bilinear)")
-    if digit_set.photo_note:
-        steps.append(digit_set.photo_note)
     if (digit_set.mean, digit_set.std) != (0.0, 1.0):
         x = (x.clamp(0, 1) - digit_set.mean) / digit_set.std
         steps.append(f"normalise with mean {digit_set.mean:g} / std {digit_set.std:g}")

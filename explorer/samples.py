@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["digits", "digits_on_canvas", "place_digits", "canvas_training_digits", "DigitSet", "DIGIT_SETS",
+__all__ = ["digits", "digits_on_canvas", "place_digits", "canvas_training_digits", "fit_on_canvas", "DigitSet",
+           "DIGIT_SETS",
            "DIGITS_MEAN", "DIGITS_STD", "DIGITS_SIZE", "CANVAS_SIZE", "CANVAS_DIGIT_SIZE"]
 
 DIGITS_MEAN = 0.5
@@ -104,6 +105,25 @@ def canvas_training_digits() -> torch.Tensor:
     return _upsampled(CANVAS_DIGIT_SIZE)
 
 
+def fit_on_canvas(ink: torch.Tensor, threshold: float = 0.25) -> torch.Tensor | None:
+    """A photo of one digit (1×1×H×W, light ink on dark, values 0–1) as the canvas digits are made: the ink's
+    bounding box (pixels above ``threshold`` of the brightest), padded to a square, resized to 24×24 and placed
+    at the centre of a blank 64×64 canvas. None if there is no ink (a blank picture)."""
+    grey = ink[0, 0]
+    rows, cols = torch.nonzero(grey > threshold * float(grey.max()), as_tuple=True) if grey.max() > 0 else ((), ())
+    if len(rows) == 0:
+        return None
+    top, bottom, left, right = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    side = max(bottom - top, right - left)
+    square = torch.zeros(1, 1, side, side)  # the ink centred in a square, so its shape is not stretched
+    r0, c0 = (side - (bottom - top)) // 2, (side - (right - left)) // 2
+    square[0, 0, r0:r0 + bottom - top, c0:c0 + right - left] = grey[top:bottom, left:right]
+    digit = F.interpolate(square, size=(CANVAS_DIGIT_SIZE, CANVAS_DIGIT_SIZE), mode="bilinear", antialias=True,
+                          align_corners=False).clamp(0.0, 1.0)
+    corner = (CANVAS_SIZE - CANVAS_DIGIT_SIZE) // 2
+    return place_digits(digit, torch.tensor([[corner, corner]]))
+
+
 @dataclasses.dataclass(frozen=True)
 class DigitSet:
     """A digit data set as the pages use it: its loader (``(x, y, split, ...)``), input size and normalisation."""
@@ -113,7 +133,7 @@ class DigitSet:
     mean: float
     std: float
     about: str  # how one held-out sample was made, in a phrase
-    photo_note: str = ""  # what becomes of an uploaded photo, where that is not obvious
+    on_canvas: bool = False  # an uploaded photo's digit is fitted into 24×24 on the canvas, as the samples are
 
     def unnormalise(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std + self.mean
@@ -124,5 +144,5 @@ DIGIT_SETS: dict[str, DigitSet] = {
                        "8×8 upsampled to 32×32, normalised with mean 0.5 / std 0.5"),
     "digits_on_canvas": DigitSet("digits_on_canvas", digits_on_canvas, CANVAS_SIZE, 0.0, 1.0,
                                  "8×8 upsampled to 24×24 and placed at random on a blank 64×64 canvas, values 0–1",
-                                 "the photo is the whole canvas (the training digits are 24 px high on it)"),
+                                 on_canvas=True),
 }

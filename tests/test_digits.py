@@ -111,7 +111,9 @@ def test_the_lenet_recipe_reproduces_the_committed_weights():
     model, metrics = train_lenet_digits()  # the defaults the command line uses: 15 epochs, seed 0 (about 3 s)
     committed = load_file(str(WEIGHTS))
     assert metrics["test_correct"] == json.loads(META.read_text(encoding="utf-8"))["test_correct"]
-    assert all(torch.equal(v, committed[k]) for k, v in model.state_dict().items())
+    # Bit for bit with the 2 CPU threads it was trained with; another thread count sums in another order
+    # (measured: at most 1.3e-6 apart with 1 or 4 threads).
+    assert max(float((v - committed[k]).abs().max()) for k, v in model.state_dict().items()) < 1e-4
 
 
 # -- the digits on a canvas, for the GAP CNN ------------------------------------------------------------------------
@@ -162,3 +164,30 @@ def test_three_epochs_on_the_canvas_report_progress_and_learn():
     assert [r["epoch"] for r in rows] == [1, 2, 3] and metrics["samples"] == {"train": 1437, "test": 360}
     assert metrics["test_accuracy"] > 0.5  # chance is 0.1; measured 0.65 (the full 20 epochs: 0.986)
     assert not model.training
+
+
+def test_a_photo_of_a_digit_is_fitted_on_the_canvas_like_the_samples():
+    # An uploaded photo of one digit (here LeNet's full-frame held-out digits, enlarged, dark ink on white paper)
+    # becomes a canvas like the training ones: the ink fitted into 24×24 at the centre. The GAP CNN reads 98 of
+    # these 100; the whole photo squeezed onto the canvas instead (a 64 px digit) gave 29.
+    from PIL import Image, ImageOps
+
+    from explorer.model_choice import ModelChoice, digit_image, digit_samples
+    from explorer.weights import ready_model
+
+    choice = ModelChoice("ready", "gap_cnn_digits_canvas")
+    model = ready_model("gap_cnn_digits_canvas").eval()
+    right = 0
+    for index, label in digit_samples(count=100):
+        photo = ImageOps.invert(digit_image(index)).resize((96, 96), Image.BILINEAR)
+        x, steps = choice.preprocess(photo)
+        assert x.shape == (1, 1, 64, 64) and float(x.min()) >= 0 and float(x.max()) <= 1
+        assert float(x.sum()) == pytest.approx(float(x[..., 20:44, 20:44].sum()))  # all ink in the central box
+        with torch.no_grad():
+            right += int(model(x).argmax(1)) == label
+    assert right >= 95
+    assert steps == ("grayscale → inverted (the training digits are light on dark) → the ink cropped, fitted into "
+                     "24×24 and placed at the centre of a blank 64×64 canvas (the training digits are 24 px high)")
+    # a blank picture has no ink to fit: it is resized whole
+    x, steps = choice.preprocess(Image.new("RGB", (50, 40)))
+    assert x.shape == (1, 1, 64, 64) and float(x.abs().sum()) == 0 and "ink" not in steps
