@@ -17,7 +17,16 @@ from torch import nn
 from . import catalog
 from .spec import TWO_STAGE, ArchitectureSpec, SpecError, check_budget, default_level_count
 
-__all__ = ["build", "build_meta", "backbone_stages", "default_out_stages", "ComposedModel", "StageInfo"]
+__all__ = ["build", "build_meta", "backbone_stages", "default_out_stages", "ComposedModel", "StageInfo", "STAGE_PREFIX",
+           "stage_path"]
+
+# Where a composed model's backbone stages sit (BackboneStages.body); only this module knows the layout.
+STAGE_PREFIX = "backbone.body."
+
+
+def stage_path(stage: str) -> str:
+    """The module path of a backbone stage inside a composed model ("layer1" -> "backbone.body.layer1")."""
+    return STAGE_PREFIX + stage
 
 
 @dataclasses.dataclass(frozen=True)
