@@ -1,17 +1,23 @@
 # The two commands: `make run` and `make test`. Each creates .venv and installs what it needs first,
-# so a fresh machine with Python 3.11 and make is enough.
+# so a fresh machine with Python 3.11 and make is enough. `make check` is the fast lane to iterate with.
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 8501
 
-.PHONY: run test bench clean browser
+.PHONY: run test check bench clean browser
 
 run: $(VENV)/.req-stamp
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.dev-stamp browser
 	$(BIN)/python -m pytest
+
+# The fast lane (at most 3 minutes on a 2-core machine): no browser, load or training tests, the fuzz at the
+# `check` profile's 50 examples instead of 1,000 (tests/conftest.py), two worker processes with one torch thread
+# each (so they do not fight over the two cores). `make test` stays the whole suite.
+check: $(VENV)/.dev-stamp
+	HYPOTHESIS_PROFILE=check OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not browser and not slow and not training"
 
 bench: $(VENV)/.dev-stamp
 	$(BIN)/python bench/analysis.py

@@ -1,19 +1,26 @@
 """CNN Architecture Explorer: the frame. Page config, navigation over app_pages/, the shared sidebar.
 
 Run with `make run` (or `streamlit run app.py`). Pages hold layout only; everything they compute comes from
-`explorer`, and the choice they share (model, input size) lives in `explorer.ui`.
+`explorer`, and what they share — the committed composition (an ArchitectureSpec) and the catalog model with its
+input size — lives in `explorer.ui`, written by widget callbacks before this file runs and read by everything it
+draws: the sidebar, the address bar, the pages.
 """
+from pathlib import Path
+
 import streamlit as st
 
 from explorer import ui
 from explorer.runtime import configure_torch_for_server
 
 configure_torch_for_server()  # sessions share the cores: each torch op gets a share, not all of them
-st.set_page_config(page_title="CNN Architecture Explorer", page_icon=":material/layers:", layout="wide")
+# The tab icon is a file shipped here: a :material/…: or emoji page icon is fetched from a font / emoji CDN by the
+# browser, and the app makes no network request unless a person asks for a download.
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
+st.set_page_config(page_title="CNN Architecture Explorer", page_icon=str(ICON), layout="wide")
 
-# Before any page: read the URL on a session's first run, then keep the address bar in step with the choice.
-selection = ui.init_selection()
-ui.sync_query_params(selection)
+# Before any page: read the URL on a session's first run. Widget callbacks have already committed this run's
+# change (they run before this file), so everything drawn below reads the committed selection and composition.
+ui.init_selection()
 ui.init_spec()
 
 # The folder is app_pages/, not pages/: a pages/ folder beside app.py puts Streamlit in its old multipage mode,
@@ -39,5 +46,6 @@ page = st.navigation([
     st.Page("app_pages/calculator.py", title="Calculator", url_path="calculator", icon=":material/calculate:"),
     st.Page("app_pages/compare.py", title="Compare", url_path="compare", icon=":material/compare_arrows:"),
 ])
-ui.sidebar_summary(selection)
+ui.sync_url(page.url_path)  # the address bar names what is committed (and what this page shows)
+ui.sidebar_summary(page.url_path)
 page.run()

@@ -70,6 +70,8 @@ st.header("Calculator", anchor=False)
 st.markdown("The lecture's arithmetic, with your numbers. Each section opens on the slide's worked example: "
             "[output size](#output-size) · [parameters](#parameters) · [1×1 bottleneck](#bottleneck) · "
             "[depthwise separable](#separable) · [pooling](#pooling) · [softmax](#softmax)")
+st.caption("No network on this page: single layers from the numbers you type. Your composition and the catalog "
+           "model stay as they are (sidebar).")
 
 # -- output size ----------------------------------------------------------------------------------------------
 st.subheader("Output size of a convolution or pooling layer", anchor="output-size", divider="gray")
@@ -164,7 +166,7 @@ st.caption("Defaults: VGG16's first FC layer, 7×7×512 = 25,088 → 4,096: 102,
            "layer of the network. After global average pooling (7×7×512 → 512) it would need 512 × 4,096.")
 
 # -- 1x1 bottleneck -------------------------------------------------------------------------------------------
-st.subheader("Cost of a 5×5 convolution, with and without a 1×1 bottleneck", anchor="bottleneck", divider="gray")
+st.subheader("Cost of a 5×5 convolution, with and without a 1×1 bottleneck", anchor="bottleneck-1x1", divider="gray")
 c = st.columns(5)
 b_hw, b_in, b_out, b_k = same_conv_inputs(c, "b", hw=32, c_in=200, c_out=92, kernel=5)
 b_mid = c[4].slider("Bottleneck channels", 1, 256, 16, key="calc.b_mid",
@@ -194,7 +196,7 @@ st.caption("Defaults: the slide's 32×32×200 → 32×32×92 with a 5×5 conv, �
            "1/11.5.")
 
 # -- depthwise separable --------------------------------------------------------------------------------------
-st.subheader("Normal versus depthwise separable convolution", anchor="separable", divider="gray")
+st.subheader("Normal versus depthwise separable convolution", anchor="depthwise-separable", divider="gray")
 s_hw, s_in, s_out, s_k = same_conv_inputs(st.columns(4), "s", hw=8, c_in=3, c_out=256, kernel=5)
 sc = ar.separable_comparison(h=s_hw, w=s_hw, c_in=s_in, c_out=s_out, kernel=s_k)
 pos = s_hw * s_hw
@@ -217,7 +219,7 @@ st.markdown(f"**{fmt(sc.normal)}** vs {fmt(sc.depthwise)} + {fmt(sc.pointwise)} 
             f"multiplications ({pos} = {s_hw}×{s_hw} output positions). Weights: {fmt(p_normal)} vs "
             f"{fmt(p_dw)} + {fmt(p_pw)} = {fmt(p_dw + p_pw)}.")
 st.plotly_chart(cost_bars([("normal", [(f"{s_k}×{s_k} conv", sc.normal)]),
-                           ("separable", [("depthwise", sc.depthwise), ("pointwise 1×1", sc.pointwise)])]),
+                           ("depthwise separable", [("depthwise", sc.depthwise), ("pointwise 1×1", sc.pointwise)])]),
                 config={"displayModeBar": False}, key="calc.s_chart")
 pad = (s_k - 1) // 2
 st.code(f"nn.Conv2d({s_in}, {s_out}, kernel_size={s_k}, padding={pad})                # normal\n"

@@ -5,23 +5,24 @@ import streamlit as st
 
 from explorer import catalog, ui
 from explorer.analysis import AnalysisError
-from explorer.spec import ArchitectureSpec, SpecError
+from explorer.fields import rf_growth
+from explorer.spec import SpecError
 
 st.header("Compare", anchor=False)
 st.caption("Pick two to four architectures: the composition you are building, ones you pinned on this page, "
            "or catalog models as published.")
 
 PINS = "compare.pins"
-pins: list = st.session_state.setdefault(PINS, [])
+pins: list = st.session_state.setdefault(PINS, [])  # ArchitectureSpec objects, pinned in this session
 current = ui.current_spec()
 c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
 c1.markdown(f"Current composition: **{ui.md_escape(current.summary())}**")
-if c2.button("Pin it for comparison", icon=":material/push_pin:", disabled=current.to_json() in pins):
-    pins.append(current.to_json())
+if c2.button("Pin it for comparison", icon=":material/push_pin:", disabled=current in pins):
+    pins.append(current)
     st.rerun()
 
-options = {f"composition: {ArchitectureSpec.from_json(p).summary()}": ("spec", p) for p in pins}
-options[f"composition: {current.summary()} (current)"] = ("spec", current.to_json())
+options = {f"composition: {p.summary()}": ("spec", p) for p in pins}
+options[f"composition: {current.summary()} (current)"] = ("spec", current)
 for name in catalog.names():
     options[f"model: {name}"] = ("model", name)
 labels = list(options)
@@ -36,7 +37,7 @@ for label in chosen:
     kind, value = options[label]
     try:
         if kind == "spec":
-            analyses[label] = ui.cached_spec_analysis(ArchitectureSpec.from_json(value))
+            analyses[label] = ui.cached_spec_analysis(value)
         else:
             analyses[label] = ui.cached_analysis(value, *catalog.info(value).input_size)
     except (SpecError, AnalysisError) as e:
@@ -75,7 +76,9 @@ def stage_rows(a):
     parts = {s.name: s for s in a.stages()}
     if "backbone" not in parts:
         return [(s.name, s) for s in parts.values()]
-    inner = [(s.name[len("backbone.body."):], s) for s in a.stages(depth=3) if s.name.startswith("backbone.body.")]
+    from explorer.compose import STAGE_PREFIX  # where a composition's backbone stages sit
+
+    inner = [(s.name[len(STAGE_PREFIX):], s) for s in a.stages(depth=3) if s.name.startswith(STAGE_PREFIX)]
     return inner + [(p, parts[p]) for p in ("neck", "head") if p in parts]
 
 
@@ -97,10 +100,11 @@ st.dataframe(wide.map(lambda v: "" if pd.isna(v) else f"{int(v):,}"), width="str
 st.subheader("Receptive field, layer by layer", anchor=False)
 fig = go.Figure()
 for label, a in analyses.items():
-    pts = [(i, r.rf[0], r.name) for i, r in enumerate(a.layers) if r.rf is not None]
-    fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[float(p[1]) for p in pts], mode="lines", name=short(label),
-                             text=[p[2] for p in pts], hovertemplate="%{text}<br>RF %{y:,.0f} px<extra></extra>"))
-fig.update_layout(xaxis_title="layer (in execution order)", yaxis_title="receptive field (px, height)",
+    df = rf_growth(a)  # the one curve definition: the larger side, as on Receptive fields
+    fig.add_trace(go.Scatter(x=df["index"], y=df["size"].astype(float), mode="lines", name=short(label),
+                             customdata=list(zip(df.layer, df.rf_text)),
+                             hovertemplate="%{customdata[0]}<br>RF %{customdata[1]} px<extra></extra>"))
+fig.update_layout(xaxis_title="layer (in execution order)", yaxis_title="receptive field (px, larger side)",
                   height=420, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.2))
 st.plotly_chart(fig, width="stretch")
 st.caption("The convolutional-path field; where pooling, a gate or attention reaches every pixel the field is "

@@ -30,8 +30,9 @@ ABOUT = {
 st.header("Explain", anchor=False)
 st.markdown("Which pixels made the network decide, and what its attention blocks weighted.")
 
-choice, loaded = inference.network("explain")
-images = inference.input_images(choice, "explain", multiple=False)
+built = inference.network("explain")  # which network runs, its weights panel and badge
+net = built.network
+images = inference.input_images(net, "explain", multiple=False)
 if not images:
     st.info("Pick a sample or upload an image above.", icon=":material/image:")
     st.stop()
@@ -41,12 +42,12 @@ shown = image.shown()
 tab_attr, tab_att = st.tabs(["Attributions", "Attention"])
 
 with tab_attr:
-    if choice.task != "classification":
-        st.info(f"Attributions explain a class score; this {choice.task} network has none. The Attention tab "
+    if net.task != "classification":
+        st.info(f"Attributions explain a class score; this {net.task} network has none. The Attention tab "
                 "works for every network.", icon=":material/info:")
     else:
         try:
-            scores = inference.class_scores(loaded, image)
+            scores = inference.class_scores(built, image)
         except ValueError as e:  # the network cannot take this input: its sentence
             st.error(esc(str(e)), icon=":material/error:")
             st.stop()
@@ -58,21 +59,21 @@ with tab_attr:
             order = [predicted] + [i for i in torch.argsort(scores, descending=True).tolist() if i != predicted][:49]
             # Keyed by network and image: a new image starts at its own predicted class.
             target = st.selectbox("Explain the class", order,
-                                  key=f"w.explain.target.{hash(loaded.cache_key)}.{image.digest}",
-                                  format_func=lambda i: f"{loaded.label_of(i)} ({float(scores[i]):.1%})"
+                                  key=f"w.explain.target.{hash(built.cache_key)}.{image.digest}",
+                                  format_func=lambda i: f"{built.label_of(i)} ({float(scores[i]):.1%})"
                                   + (" — predicted" if i == predicted else ""),
                                   help="The predicted class, or any of the 50 most likely ones.")
         with c_layer:
             layer = None
             if method == "Grad-CAM":
                 try:
-                    default = inference.default_cam_layer(loaded)
-                    _, spatial = inference.layer_choices(loaded)
+                    default = inference.default_cam_layer(built)
+                    _, spatial = inference.layer_choices(built)
                 except ValueError as e:  # no layer with a map, or the network does not run at its input size
                     st.error(esc(str(e)), icon=":material/error:")
                     st.stop()
                 paths = [p for p, _ in spatial]
-                key = f"w.explain.layer.{loaded.cache_key}"
+                key = f"w.explain.layer.{built.cache_key}"
                 if st.session_state.get(key) not in paths:
                     st.session_state[key] = default if default in paths else paths[-1]
                 layer = st.selectbox("Target layer", paths, key=key,
@@ -89,7 +90,7 @@ with tab_attr:
         bar = st.progress(0.0, text=f"{method}…") if method in SLOW else None
         progress = (lambda f: bar.progress(min(max(f, 0.0), 1.0), text=f"{method}… {f:.0%}")) if bar else None
         try:
-            heat = inference.cached_attribution(loaded, image, method, target, layer, steps, window, progress)
+            heat = inference.cached_attribution(built, image, method, target, layer, steps, window, progress)
         except ValueError as e:
             st.error(esc(str(e)), icon=":material/error:")
             st.stop()
@@ -101,7 +102,7 @@ with tab_attr:
         alone = attribution.overlay(np.zeros_like(shown), heat, 1.0)
         if image.box:  # a digit on a canvas: frame where it is, and say how much of the map falls there
             blended, alone = attribution.outline(blended, image.box), attribution.outline(alone, image.box)
-        c2.image(blended, caption=f"{method} for {loaded.label_of(target)}", width="stretch")
+        c2.image(blended, caption=f"{method} for {built.label_of(target)}", width="stretch")
         c3.image(alone, caption="The map alone (blue 0 → red 1)", width="stretch")
         st.caption(esc(f"{method}: {ABOUT[method]}." + (f" Target layer {layer}." if layer else "")))
         if image.box:
@@ -110,7 +111,7 @@ with tab_attr:
             st.markdown(f"**{attribution.share_inside(heat, image.box):.0%}** of this map lies inside the digit's "
                         f"box (the white frame), which covers {area:.0%} of the canvas: a map spread evenly would "
                         f"put {area:.0%} there.")
-        if method == "Grad-CAM" and choice.kind == "ready" and choice.catalog_name == "lenet5":
+        if method == "Grad-CAM" and net.kind == "ready" and net.catalog_name == "lenet5":
             st.info("Read LeNet-5's Grad-CAM with care. Grad-CAM weighs each map of the target layer by its "
                     "gradient averaged over all positions, which suits a network that averages its last maps "
                     "(global average pooling). LeNet-5's C5 gives each of the 5×5 positions its own weights, as "
@@ -118,7 +119,7 @@ with tab_attr:
                     "part of the digit. The map therefore often lights the empty parts of the frame — for a 1, the "
                     "flanks. Saliency, Integrated Gradients and Occlusion follow the strokes. To see Grad-CAM find "
                     "a digit, pick the ready GAP CNN: it averages its last maps.", icon=":material/lightbulb:")
-        elif method == "Grad-CAM" and choice.kind == "ready":
+        elif method == "Grad-CAM" and net.kind == "ready":
             st.info("This network averages its last 16×16 maps (global average pooling) into one linear layer, so "
                     "each class score is a sum over positions and Grad-CAM is exactly its class activation map: "
                     "the map shows where on the canvas the evidence for the class lies. On every held-out canvas "
@@ -127,7 +128,7 @@ with tab_attr:
 
 with tab_att:
     try:
-        entries = inference.cached_attention(loaded, image)
+        entries = inference.cached_attention(built, image)
     except ValueError as e:
         st.error(esc(str(e)), icon=":material/error:")
         st.stop()
@@ -142,16 +143,16 @@ with tab_att:
                         f"{'block' if len(entries) == 1 else 'blocks'}): the gate each "
                         "channel is multiplied by, from the pooled features of this image.")
             st.plotly_chart(overview, key="explain.overview", config={"displayModeBar": False})
-        labels = {i: f"{e['path']} · {e['kind']}" for i, e in enumerate(entries)}
+        labels = {i: f"{e.path} · {e.kind}" for i, e in enumerate(entries)}
         pick = st.selectbox("Block", list(labels), format_func=labels.get, key="w.explain.block")
         entry = entries[pick]
         c_ch, c_sp = st.columns(2)
-        if entry.get("channel") is not None:
-            c_ch.plotly_chart(charts.channel_weights_figure(entry["channel"], f"{entry['path']}: channel weights"),
+        if entry.channel is not None:
+            c_ch.plotly_chart(charts.channel_weights_figure(entry.channel, f"{entry.path}: channel weights"),
                               key="explain.channel", config={"displayModeBar": False})
-        if entry.get("spatial") is not None:
+        if entry.spatial is not None:
             opacity = c_sp.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="w.explain.att_opacity")
-            c_sp.image(attribution.overlay(shown, entry["spatial"], opacity),
-                       caption=f"{entry['path']}: spatial attention map "
-                               f"({'×'.join(map(str, entry['spatial'].shape))}, resized to the image)",
+            c_sp.image(attribution.overlay(shown, entry.spatial, opacity),
+                       caption=f"{entry.path}: spatial attention map "
+                               f"({'×'.join(map(str, entry.spatial.shape))}, resized to the image)",
                        width="stretch")

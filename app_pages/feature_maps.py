@@ -17,9 +17,10 @@ st.header("Feature maps", anchor=False)
 st.markdown("Each filter of a layer gives one feature map: where in the image its pattern occurs. Early layers "
             "answer to edges and colours at full resolution; deeper ones to larger parts, on coarser grids.")
 
-choice, loaded = inference.network("fm")
+built = inference.network("fm")  # which network runs, its weights panel and badge
+net = built.network
 try:
-    stages, layers = inference.layer_choices(loaded)
+    stages, layers = inference.layer_choices(built)
 except ValueError as e:  # the network does not run at its input size: a sentence
     st.error(esc(str(e)), icon=":material/error:")
     st.stop()
@@ -50,13 +51,13 @@ if layer is None:
     st.info("This network has no layer with a spatial map.", icon=":material/info:")
     st.stop()
 
-images = inference.input_images(choice, "fm", multiple=False)
+images = inference.input_images(net, "fm", multiple=False)
 if not images:
     st.info("Pick a sample or upload an image above.", icon=":material/image:")
     st.stop()
 image = images[0]
 try:
-    maps = inference.cached_feature_maps(loaded, image, layer)
+    maps = inference.cached_feature_maps(built, image, layer)
 except ValueError as e:
     st.error(esc(str(e)), icon=":material/error:")
     st.stop()

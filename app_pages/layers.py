@@ -11,9 +11,21 @@ from explorer.spec import SpecError
 from explorer.vis.costs import cost_figure
 
 # -- what to analyse ------------------------------------------------------------------------------------------
-source = st.segmented_control("Show", ["Catalog model", "Your composition"], default="Catalog model",
-                              key="layers.source", help="A model as published, or what you built on Compose.")
-composition = source == "Your composition"
+# The source is committed like the rest of the choice (a link with ?spec= and no model opens on the composition).
+SOURCES = {"Catalog model": "catalog", "Your composition": "composition"}
+LABELS = {v: k for k, v in SOURCES.items()}
+
+
+def _on_source() -> None:
+    picked = st.session_state["layers.source"]
+    if picked in SOURCES:  # a second click on the chosen one unselects it: the choice stays
+        ui.set_layers_source(SOURCES[picked])
+
+
+ui.seed_widget("layers.source", LABELS[ui.layers_source()])
+st.segmented_control("Show", list(SOURCES), key="layers.source", on_change=_on_source,
+                     help="A model as published, or what you built on Compose.")
+composition = ui.layers_source() == "composition"
 esc = ui.md_escape  # library text shown literally (an "_" or "$" in it is not Markdown)
 if composition:
     c_dtype, c_batch, _ = st.columns([1.4, 1.4, 5.4], vertical_alignment="bottom")
@@ -37,10 +49,12 @@ mi = sel.info
 if composition:
     spec = ui.current_spec()
     st.header(esc(spec.summary()), anchor=False)
-    st.markdown("The composition from **Compose**: backbone, neck and head are sections of the table below.")
+    st.markdown("**Your composition** (from Compose, the one in the sidebar and the link): backbone, neck and head "
+                "are sections of the table below.")
 else:
     st.header(esc(sel.model), anchor=False)
-    about = f"**{esc(mi.family)}** · {mi.year} · *{esc(mi.paper)}*  \n{esc(mi.description)}"
+    about = (f"**Catalog model** as published · **{esc(mi.family)}** · {mi.year} · *{esc(mi.paper)}*  \n"
+             f"{esc(mi.description)}")
     if mi.acc1 is not None:
         about += f"  \nImageNet-1K top-1 {mi.acc1:.2f} % with torchvision's default weights."
     st.markdown(about)

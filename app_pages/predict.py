@@ -19,7 +19,8 @@ st.header("Predict", anchor=False)
 st.markdown("What the network outputs for an image. Each image gets the network's own preprocessing (shown "
             "below it); all images run as one batch.")
 
-choice, loaded = inference.network("predict")
+built = inference.network("predict")  # which network runs, its weights panel and badge
+net = built.network
 
 c_dev, c_opt = st.columns([1, 2])
 with c_dev:
@@ -30,22 +31,22 @@ with c_dev:
                                     "autocast (bf16 where supported, else fp16), pinned host memory.")
 threshold = 0.3
 with c_opt:
-    if choice.task == "detection":
+    if net.task == "detection":
         threshold = st.slider("Score threshold", 0.0, 1.0, 0.3, 0.01, key="w.predict.threshold",
                               help="Boxes scoring below this are not drawn.")
 
-images = inference.input_images(choice, "predict", multiple=True)
+images = inference.input_images(net, "predict", multiple=True)
 if not images:
     st.info("Pick a sample or upload an image above.", icon=":material/image:")
     st.stop()
-if choice.task == "similarity" and len(images) < 2:
+if net.task == "similarity" and len(images) < 2:
     st.info("A Siamese network compares images: pick or upload at least two.", icon=":material/compare:")
 
 device = run.choose_device(None if device_name == "auto" else device_name)
 batch = torch.cat([im.x for im in images])
-labels = loaded.labels or ([f"class {i}" for i in range(choice.num_classes)] if choice.num_classes else None)
+labels = built.labels or ([f"class {i}" for i in range(net.num_classes)] if net.num_classes else None)
 try:
-    result = run.predict(loaded.model, batch, device, task=choice.task, labels=labels,
+    result = run.predict(built.model, batch, device, network=net, labels=labels,
                          score_threshold=threshold)
 except ValueError as e:
     st.error(esc(str(e)), icon=":material/error:")
@@ -79,7 +80,7 @@ elif result.task == "detection":
     for i, (im, det) in enumerate(zip(images, result.detections)):
         c_img, c_tab = st.columns([3, 2])
         c_img.image(pictures.draw_detections(im.shown(), det, result.labels), caption=im.name, width="stretch")
-        rows = [{"label": loaded.label_of(int(c)), "score": float(s),
+        rows = [{"label": built.label_of(int(c)), "score": float(s),
                  "box (x1, y1, x2, y2)": ", ".join(f"{v:.0f}" for v in b.tolist())}
                 for b, s, c in zip(det["boxes"], det["scores"], det["labels"])]
         c_tab.markdown(f"**{len(rows)}** boxes scoring above {threshold:.2f}"

@@ -9,6 +9,7 @@ import streamlit as st
 
 from explorer import catalog, ui, vis
 from explorer.analysis import AnalysisError
+from explorer.fields import rf_growth
 from explorer.ui import vis as ui_vis
 
 DEFAULT_MODELS = ["resnet18", "resnet34", "resnet50", "resnet101"]
@@ -33,7 +34,8 @@ with c_side:
                                key="rf.side", help="Height = width of a square input, for every model here."))
 with c_log:
     log_y = st.toggle("Log y axis", key="rf.log", help="Early layers stay readable beside fields of ~1000 px.")
-    with_spec = st.toggle("+ your composition", key="rf.spec",
+    # A link that carries a composition (?spec=) opens with it among the curves.
+    with_spec = st.toggle("+ your composition", value=ui.spec_arrived(), key="rf.spec",
                           help="Add the composition from Compose (at its own input size) to the curves.")
 
 if not models:
@@ -65,19 +67,24 @@ if with_spec:
     except Exception as e:  # SpecError / AnalysisError: a sentence, the models stay
         st.error(esc(f"Your composition: {e}"), icon=":material/error:")
 
+# Which networks these are, in one line.
+shown = f"Showing the catalog models {', '.join(f'**{esc(n)}**' for n in analyses)} as published, at {side} px"
+if len(curves) > len(analyses):
+    shown += f", and your composition **{esc(ui.current_spec().summary())}** (from Compose, as in the sidebar)."
+else:
+    shown += ". Switch on “+ your composition” to add the one you built."
+st.caption(shown)
+
 # -- growth per layer, and per stage --------------------------------------------------------------------------
 c_chart, c_table = st.columns([3, 2], gap="medium")
 with c_chart:
     st.subheader("Growth, layer by layer", anchor=False)
     fig = go.Figure()
     for color, (name, a) in zip(COLORS + ["#9467bd"], curves.items()):
-        df = vis.rf_curve(a)
-        size = df[["rf_h", "rf_w"]].max(axis=1)
-        rf_text = [ui.fmt_rf((h, w), g) for h, w, g in zip(df.rf_h, df.rf_w, df.is_global)]
-        jump_text = [ui.fmt_pair((h, w)) for h, w in zip(df.jump_h, df.jump_w)]
-        custom = list(zip(df.layer, df.kind, rf_text, jump_text))
+        df = rf_growth(a)  # the one curve definition: the larger side, per layer call (Compare plots the same)
+        custom = list(zip(df.layer, df.kind, df.rf_text, df.jump_text))
         fig.add_trace(go.Scatter(
-            x=df["index"], y=size, mode="lines", name=name, line=dict(width=2.5, color=color), customdata=custom,
+            x=df["index"], y=df["size"], mode="lines", name=name, line=dict(width=2.5, color=color), customdata=custom,
             hovertemplate="<b>%{customdata[0]}</b> (%{customdata[1]})<br>receptive field %{customdata[2]} px"
                           "<br>jump %{customdata[3]} px<extra>" + name + "</extra>"))
     # A trace, not add_hline: a shape's y is in log10 units on a log axis, a trace's y is always in pixels.

@@ -192,13 +192,13 @@ def make_plans(count: int, mix: str = "mixed") -> list[SessionPlan]:
 
     from explorer import analyze, catalog
     from explorer.compose import analyze_spec
-    from explorer.images import load_image
-    from explorer.model_choice import ModelChoice, digit_image, digit_samples
+    from explorer.images import digit_image, digit_samples, load_image
+    from explorer.network import Network
     from explorer.predict import predict
     from explorer.spec import ArchitectureSpec
 
-    ready = ModelChoice("ready", "lenet5_digits")
-    lenet = ready.build().eval()
+    ready = Network.ready("lenet5_digits")
+    lenet = ready.build().model
     by_label = collections.defaultdict(list)
     for idx, y in digit_samples():
         by_label[str(y)].append(idx)
@@ -221,7 +221,7 @@ def make_plans(count: int, mix: str = "mixed") -> list[SessionPlan]:
             digit_image(idx).resize((size, size), Image.NEAREST).save(buf, format="PNG")
             picture = load_image(buf.getvalue(), name)
             x, _ = ready.preprocess(picture)
-            top = predict(lenet, x, torch.device("cpu"), task="classification", labels=list(ready.ready.classes)).top[0]
+            top = predict(lenet, x, torch.device("cpu"), task="classification", labels=list(ready.classes)).top[0]
             if top[0][1] == label:
                 break
         else:

@@ -2,6 +2,7 @@
 tests (`tests/test_browser.py`, `tests/test_load.py`), so both start the server and the browser the same way."""
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (`make test` installs it); Playwright's own is not used
@@ -73,3 +75,19 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self.log.close()
+
+
+@contextlib.contextmanager
+def serving(log_path: Path) -> Iterator[str]:
+    """The app's URL while it runs (a `Server`, healthy); RuntimeError with a sentence if it does not start."""
+    server = Server(log_path)
+    try:
+        server.wait_healthy()
+        yield server.url
+    finally:
+        server.stop()
+
+
+def launch_chromium(playwright, timeout_ms: int = 30_000):
+    """Debian's Chromium, headless, with the arguments every browser test and the load bench use."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=timeout_ms)

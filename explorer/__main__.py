@@ -3,6 +3,7 @@
     python -m explorer list
     python -m explorer summary resnet50 --input 224 --format table|csv|markdown|json
     python -m explorer rf resnet18 resnet34 resnet50 resnet101 [--input 224]
+    python -m explorer kinds
 
 A person's mistake (unknown model, impossible input) prints one sentence and exits with status 2.
 """
@@ -11,12 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from . import catalog
 from .analysis import GLOBAL, AnalysisError, analyze
+from .dtypes import ALL_DTYPES as DTYPES
+from .fields import fmt_rf
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
 class UsageError(Exception):
@@ -42,12 +42,9 @@ def parse_input(text: str | None, name: str) -> tuple:
 
 
 def _fmt_rf(v) -> str:
-    if v == GLOBAL:
-        return "global"
     if v is None:
         return "—"
-    h, w = (float(x) if not isinstance(x, int) else x for x in v)
-    return f"{h:g}" if h == w else f"{h:g}×{w:g}"
+    return fmt_rf(None if v == GLOBAL else v, v == GLOBAL, sep=False)
 
 
 def cmd_list(args) -> str:
@@ -109,6 +106,12 @@ def cmd_rf(args) -> str:
     return "\n".join(out)
 
 
+def cmd_kinds(args) -> str:
+    from . import components
+
+    return components.kinds_markdown()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m explorer", description="CNN Architecture Explorer")
     sub = p.add_subparsers(dest="command", required=True)
@@ -122,9 +125,10 @@ def main(argv=None) -> int:
     r.add_argument("models", nargs="+")
     r.add_argument("--input", help="input size for every model (default: each model's own)")
     r.add_argument("--all", action="store_true", help="also list stages that leave the field unchanged")
+    sub.add_parser("kinds", help="the block, neck and head kinds a composition can use (Markdown)")
     args = p.parse_args(argv)
     try:
-        out = {"list": cmd_list, "summary": cmd_summary, "rf": cmd_rf}[args.command](args)
+        out = {"list": cmd_list, "summary": cmd_summary, "rf": cmd_rf, "kinds": cmd_kinds}[args.command](args)
     except (catalog.UnknownModelError, AnalysisError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

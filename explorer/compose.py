@@ -2,8 +2,9 @@
 
 The composed model's children are named ``backbone``, ``neck`` and ``head``, so every figure of the analysis
 (parameters, MACs, memory, receptive field per output level) is reported per part. Catalog backbones are cut
-at the chosen stages with torchvision's ``create_feature_extractor`` (no hooks: it is safe on shared models);
-two-stage detectors are assembled from torchvision's Faster / Mask R-CNN parts around our backbone and neck.
+at the chosen stages with torchvision's ``create_feature_extractor`` (no hooks: it is safe on shared models).
+The neck and head come from their kinds' declarations (`explorer.components`); a head that is a whole model
+(the two-stage detectors) names the composed-model class it needs. This module knows no kind by name.
 """
 from __future__ import annotations
 
@@ -14,11 +15,20 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from . import catalog
-from .spec import TWO_STAGE, ArchitectureSpec, SpecError, check_budget, default_level_count
+from . import catalog, components
+from .spec import ArchitectureSpec, SpecError, check_budget, default_level_count
 
 __all__ = ["build", "build_meta", "backbone_stages", "default_out_stages", "ComposedModel", "StageInfo", "STAGE_PREFIX",
            "stage_path"]
+
+
+def __getattr__(name: str):
+    # The two-stage parts moved to explorer.heads.rcnn, beside their declarations; still found here.
+    if name in ("RCNNHead", "TwoStageDetector"):
+        from .heads import rcnn
+
+        return getattr(rcnn, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Where a composed model's backbone stages sit (BackboneStages.body); only this module knows the layout.
 STAGE_PREFIX = "backbone.body."
@@ -140,12 +150,8 @@ def resolve(spec: ArchitectureSpec) -> tuple:
                             f"{', '.join(names)}.")
     order = {n: i for i, n in enumerate(names)}
     outs = sorted(outs, key=order.__getitem__)
-    if spec.neck.kind in ("fpn", "panet", "bifpn") and len(outs) < 2:
-        raise SpecError(f"A {spec.neck.kind.upper()} neck needs at least two backbone stages; choose two or more "
-                        "output stages or pick no neck.")
-    if spec.head.kind == "unet" and len(outs) < 2:
-        raise SpecError("A U-Net decoder needs at least two backbone stages; choose stages 1–4 or pick the FCN "
-                        "head.")
+    for part in (components.get("neck", spec.neck.kind), components.get("head", spec.head.kind)):
+        part.check_levels(len(outs))
     infos = [stages[n] for n in outs]
     # The budget again, now that the stages are known (for a catalog backbone the spec alone cannot tell its
     # widths, so a giant neck or head on it is caught here, still before the composition is built).
@@ -194,7 +200,6 @@ class ComposedModel(nn.Module):
         self.backbone = backbone
         self.neck = neck
         self.head = head
-        self.spec_json = spec.to_json()
         self.input_size = (spec.input.height, spec.input.width)
 
     def forward(self, x):
@@ -206,49 +211,6 @@ class ComposedModel(nn.Module):
     def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Siamese: cosine similarity of the embeddings of two batches (one shared backbone)."""
         return self.head.similarity(self(a), self(b))
-
-
-class RCNNHead(nn.Module):
-    """Faster / Mask R-CNN after the neck: torchvision's transform, region proposal network and RoI heads."""
-
-    def __init__(self, kind: str, channels: int, levels: list, strides: list, input_size: tuple, num_classes: int):
-        super().__init__()
-        from torchvision.models.detection import FasterRCNN, MaskRCNN
-        from torchvision.models.detection.anchor_utils import AnchorGenerator
-        from torchvision.ops import MultiScaleRoIAlign
-
-        class _Channels(nn.Module):  # torchvision only reads .out_channels from the backbone it is given
-            out_channels = channels
-
-        anchors = AnchorGenerator(sizes=tuple((8 * s,) for s in strides),
-                                  aspect_ratios=((0.5, 1.0, 2.0),) * len(levels))
-        common = dict(num_classes=num_classes + 1,  # + background
-                      min_size=min(input_size), max_size=max(input_size), rpn_anchor_generator=anchors,
-                      box_roi_pool=MultiScaleRoIAlign(featmap_names=list(levels), output_size=7, sampling_ratio=2))
-        if kind == "mask_rcnn":
-            full = MaskRCNN(_Channels(), mask_roi_pool=MultiScaleRoIAlign(
-                featmap_names=list(levels), output_size=14, sampling_ratio=2), **common)
-        else:
-            full = FasterRCNN(_Channels(), **common)
-        self.transform = full.transform
-        self.rpn = full.rpn
-        self.roi_heads = full.roi_heads
-
-
-class TwoStageDetector(ComposedModel):
-    """GeneralizedRCNN's forward with our backbone and neck. Eval: a list of dicts (boxes, labels, scores[, masks]);
-    the R-CNN head decodes (and runs NMS) itself."""
-
-    def forward(self, x, targets=None):
-        images = list(x)
-        original = [tuple(i.shape[-2:]) for i in images]
-        images, targets = self.head.transform(images, targets)
-        features = self.neck(self.backbone(images.tensors))
-        proposals, rpn_losses = self.head.rpn(images, features, targets)
-        detections, roi_losses = self.head.roi_heads(features, proposals, images.image_sizes, targets)
-        if self.training:
-            return {**rpn_losses, **roi_losses}
-        return self.head.transform.postprocess(detections, images.image_sizes, original)
 
 
 # -- build -------------------------------------------------------------------------------------------------------
@@ -300,30 +262,19 @@ def build_meta(spec) -> nn.Module:
 
 
 def _assemble(spec: ArchitectureSpec, outs: list, infos: list) -> nn.Module:
-    from .heads import build_head
     from .necks import build_neck
 
     backbone = _backbone(spec, outs, infos)
     _freeze(backbone, spec.backbone.frozen_stages)
-    in_channels = [i.channels for i in infos]
+    head_kind = components.get("head", spec.head.kind)
     try:
-        neck = build_neck(spec.neck.kind, in_channels, **spec.neck.settings)
+        neck = build_neck(spec.neck.kind, [i.channels for i in infos], **spec.neck.settings)
+        head = head_kind.build(list(neck.out_channels), input_size=(spec.input.height, spec.input.width),
+                               feature_sizes=[i.size for i in infos], strides=[i.stride for i in infos],
+                               levels=list(outs), **spec.head.settings)
     except ValueError as e:
         raise SpecError(str(e)) from None
-    h, w = spec.input.height, spec.input.width
-    if spec.head.kind in TWO_STAGE:
-        widths = set(neck.out_channels)
-        if len(widths) != 1:
-            raise SpecError(f"{spec.head.kind} needs every level at one width; add an FPN neck or choose one stage.")
-        head = RCNNHead(spec.head.kind, widths.pop(), outs, [i.stride for i in infos], (h, w),
-                        spec.head.settings["num_classes"])
-        return TwoStageDetector(spec, backbone, neck, head)
-    try:
-        head = build_head(spec.head.kind, list(neck.out_channels), input_size=(h, w),
-                          feature_sizes=[i.size for i in infos], **spec.head.settings)
-    except ValueError as e:
-        raise SpecError(str(e)) from None
-    return ComposedModel(spec, backbone, neck, head)
+    return (head_kind.model or ComposedModel)(spec, backbone, neck, head)
 
 
 def analyze_spec(spec: ArchitectureSpec, dtype: torch.dtype = torch.float32, **kwargs):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .spec import TWO_STAGE, ArchitectureSpec
+from . import components
+from .spec import ArchitectureSpec
 
 __all__ = ["ExportError", "spec_json", "standalone_python", "to_onnx"]
 
@@ -42,6 +43,7 @@ def _sources() -> dict:
 
 
 _LOADER = '''
+import importlib
 import importlib.abc
 import importlib.util
 import sys
@@ -71,8 +73,14 @@ if not any(isinstance(f, _Embedded) for f in sys.meta_path):
 
 def build_model():
     """The composed model (untrained) for SPEC."""
+    from explorer.components.registry import PACKAGES
     from explorer.compose import build
     from explorer.spec import ArchitectureSpec
+
+    # The registry finds its declaring modules on disk; embedded, they are imported here instead.
+    for name in SOURCES:
+        if name.rpartition(".")[0] in PACKAGES:
+            importlib.import_module(name)
 
     return build(ArchitectureSpec.from_json(SPEC))
 
@@ -103,7 +111,7 @@ def standalone_python(spec: ArchitectureSpec) -> str:
 
 def to_onnx(spec: ArchitectureSpec, opset: int = 17) -> bytes:
     """ONNX bytes of the composed model (random weights), checked with ``onnx.checker``."""
-    if spec.head.kind in TWO_STAGE:
+    if components.get("head", spec.head.kind).fact("two_stage"):
         raise ExportError("Two-stage detectors (Faster R-CNN, Mask R-CNN) cannot be exported to ONNX here: their "
                           "region proposals depend on the data (top-k and NMS). Pick a YOLO-style or SSD head, "
                           "or export the spec and the Python file instead.")

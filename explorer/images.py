@@ -1,4 +1,5 @@
-"""Photos for the explorer: decode an upload safely, the bundled sample photos, and each model's own preprocessing.
+"""Photos for the explorer: decode an upload safely, the bundled sample photos (and the held-out digits the ready
+models were tested on), and each network's own preprocessing — the one resize-and-crop path every page uses.
 
 No streamlit here. Every refusal is an `ImageError` (a ValueError) whose message is one sentence a person can
 act on. Uploads are checked by content, not by extension: PNG, JPEG, WebP, BMP and TIFF are read; anything
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "load_image", "SAMPLES", "sample_image", "preprocess", "resize_crop_normalise",
-           "display_name"]
+__all__ = ["ImageError", "load_image", "SAMPLES", "sample_image", "preprocess", "resize_crop", "resize_crop_normalise",
+           "weights_statistics", "display_name", "digit_samples", "digit_input", "digit_image", "digit_box",
+           "digit_preprocess"]
 
 MAX_BYTES = 20 * 1024 * 1024  # 20 MB
 MAX_PIXELS = 40_000_000  # width × height, checked from the header before decoding
@@ -232,6 +234,31 @@ def preprocess(image: Image.Image, model_name: str) -> tuple[torch.Tensor, str]:
     return resize_crop_normalise(image, (c, h, w), model_name=model_name)
 
 
+def weights_statistics(model_name: str | None) -> tuple[tuple | None, tuple | None]:
+    """(mean, std) that catalog model ``model_name``'s published weights normalise with, or (None, None) when it
+    has none (then `resize_crop_normalise` uses its defaults)."""
+    from explorer import catalog
+
+    if not model_name or model_name not in catalog.names() or not catalog.info(model_name).weights:
+        return None, None
+    import torchvision
+
+    t = torchvision.models.get_weight(catalog.info(model_name).weights).transforms()
+    return tuple(t.mean), tuple(t.std)
+
+
+def resize_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``image`` with its shorter side resized (bilinear) to cover ``size`` = (H, W), then centre-cropped to it:
+    the picture the network sees, so boxes and heatmaps are drawn on it."""
+    h, w = (int(v) for v in size)
+    iw, ih = image.size
+    scale = max(h / ih, w / iw)
+    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
+    image = image.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - w) // 2, (nh - h) // 2
+    return image.crop((left, top, left + w, top + h))
+
+
 def resize_crop_normalise(image: Image.Image, shape: tuple, mean=None, std=None,
                           model_name: str = "this model") -> tuple[torch.Tensor, str]:
     """Any photo to a (1, C, H, W) input of ``shape`` (C, H, W): grey for one channel, the shorter side resized
@@ -249,12 +276,7 @@ def resize_crop_normalise(image: Image.Image, shape: tuple, mean=None, std=None,
         mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
     else:
         raise ImageError(f"{model_name} takes {c} channels; a photo can only be fed to 1- or 3-channel models.")
-    iw, ih = image.size
-    scale = max(h / ih, w / iw)
-    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
-    image = image.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - w) // 2, (nh - h) // 2
-    image = image.crop((left, top, left + w, top + h))
+    image = resize_crop(image, (h, w))
     a = np.asarray(image, dtype=np.float32) / 255.0
     x = torch.from_numpy(a.copy())
     x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
@@ -263,3 +285,75 @@ def resize_crop_normalise(image: Image.Image, shape: tuple, mean=None, std=None,
     steps += [f"resize shorter side to {side} (bilinear)", f"centre crop {h}×{w}", "scale to [0, 1]",
               f"normalise with {_stats(mean, std)}"]
     return x.unsqueeze(0).float(), " → ".join(steps)
+
+
+# -- the held-out digits (what the ready models are shown) ------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _digits(dataset: str):
+    from .samples import DIGIT_SETS
+
+    return DIGIT_SETS[dataset].load()
+
+
+def digit_samples(count: int = 40, dataset: str = "digits") -> list[tuple[int, int]]:
+    """(index into the data set, true label) of the first ``count`` held-out digits (never seen in training)."""
+    x, y, split = _digits(dataset)[:3]
+    return [(int(i), int(y[i])) for i in split["test"][:count]]
+
+
+def digit_input(index: int, dataset: str = "digits") -> tuple[torch.Tensor, int]:
+    """Held-out digit ``index`` exactly as in training (1×1×32×32, or 1×1×64×64 on the canvas) and its label."""
+    x, y, _ = _digits(dataset)[:3]
+    return x[index:index + 1].clone(), int(y[index])
+
+
+def digit_image(index: int, dataset: str = "digits") -> Image.Image:
+    """Held-out digit ``index`` as a grey picture at the input's size (white ink on black, as in training)."""
+    from .samples import DIGIT_SETS
+
+    x = _digits(dataset)[0]
+    a = (DIGIT_SETS[dataset].unnormalise(x[index, 0]).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    return Image.fromarray(a, "L").convert("RGB")
+
+
+def digit_box(index: int, dataset: str = "digits") -> tuple[int, int, int, int] | None:
+    """Where held-out digit ``index`` sits in its input, (top, left, bottom, right), for the digits on a canvas;
+    None where the digit fills the frame."""
+    data = _digits(dataset)
+    return tuple(int(v) for v in data[3][index]) if len(data) > 3 else None
+
+
+def digit_preprocess(image: Image.Image, dataset: str = "digits") -> tuple[torch.Tensor, str]:
+    """A photo of a digit as a ready model's input: grey, light ink on a dark ground (inverted if the ground is
+    light, as on paper), resized to the input's size, normalised as the training digits."""
+    from .samples import DIGIT_SETS
+
+    digit_set = DIGIT_SETS[dataset]
+    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    if grey.size == 0:
+        raise ImageError("The image has no pixels; upload a photo of one digit.")
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    steps = ["grayscale"]
+    if float(np.median(border)) > 0.5:  # dark ink on light paper: the training digits are the other way round
+        grey = 1.0 - grey
+        steps.append("inverted (the training digits are light on dark)")
+    x = torch.from_numpy(grey)[None, None]
+    size = digit_set.size
+    if digit_set.on_canvas:
+        from .samples import fit_on_canvas
+
+        fitted = fit_on_canvas(x)
+        if fitted is not None:
+            x = fitted
+            steps.append("the ink cropped, fitted into 24×24 and placed at the centre of a blank 64×64 canvas "
+                         "(the training digits are 24 px high)")
+    if tuple(x.shape[-2:]) != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                            align_corners=False)
+        steps.append(f"resize to {size}×{size} (bilinear)")
+    if (digit_set.mean, digit_set.std) != (0.0, 1.0):
+        x = (x.clamp(0, 1) - digit_set.mean) / digit_set.std
+        steps.append(f"normalise with mean {digit_set.mean:g} / std {digit_set.std:g}")
+    else:
+        x = x.clamp(0, 1)
+    return x.float(), " → ".join(steps)

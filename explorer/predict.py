@@ -9,7 +9,7 @@ Devices, in order of preference: CUDA, then Apple MPS, then the CPU. Only CUDA g
 moved with ``non_blocking=True``, ``channels_last`` input and weights, and autocast in bfloat16 (float16 where
 the GPU has no bfloat16). Post-processing is always done in float32.
 
-Per task (from ``model.spec_json`` when the model is a composition, else guessed from the output):
+Per task (the ``network``'s — an `explorer.network.Network` — or ``task=``; else guessed from the output):
 
 ``classification``  softmax probabilities and the top-k (index, label, probability) per image
 ``regression``      the values (N, outputs)
@@ -234,68 +234,36 @@ def _as_batch(images) -> torch.Tensor:
     return x
 
 
-def _model_spec(model: nn.Module):
-    s = model.__dict__.get("spec_json") if isinstance(model, nn.Module) else getattr(model, "spec_json", None)
-    from .spec import parsed
-
-    return parsed(s) if isinstance(s, str) else None
-
-
 def _first_conv(model: nn.Module) -> Optional[nn.Module]:
     return next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Conv3d))), None)
 
 
-@lru_cache(maxsize=64)
-def _catalog_candidates(class_name: str) -> tuple:
-    from . import catalog
-
-    key = class_name.lower().replace("_", "")
-    exact = [n for n in catalog.names() if n.replace("_", "") == key]
-    if exact:
-        return tuple(exact)
-    return tuple(n for n in catalog.names() if n.replace("_", "").startswith(key))
-
-
-def _catalog_name(model: nn.Module) -> Optional[str]:
-    """The catalog name of a model built by ``catalog.build`` where it can be told from the class (and, for a
-    family sharing a class, the published parameter count); None otherwise."""
-    from . import catalog
-
-    candidates = _catalog_candidates(type(model).__name__)
-    if len(candidates) == 1:
-        return candidates[0]
-    n = sum(p.numel() for p in model.parameters())
-    matches = [c for c in candidates or catalog.names() if catalog.info(c).num_params == n]
-    return matches[0] if len(matches) == 1 else None
-
-
-def _expectation(model: nn.Module) -> tuple[str, Optional[tuple]]:
-    """(what to call the model in a sentence, the (C, H, W) it expects with H, W None where unknown)."""
-    spec = _model_spec(model)
+def _expectation(model: nn.Module, network) -> tuple[str, Optional[tuple]]:
+    """(what to call the model in a sentence, the (C, H, W) it expects with H, W None where unknown): the
+    network's, where one is given; else the module's class and its first convolution's channels."""
+    spec = network.spec if network is not None else None
     if spec is not None:
-        from .spec import _TITLE
+        from . import components
 
         backbone = "custom-backbone" if spec.backbone.is_custom else spec.backbone.name
-        return (f"This {backbone} → {_TITLE.get(spec.head.kind, spec.head.kind)} model",
+        return (f"This {backbone} → {components.get('head', spec.head.kind).short_title} model",
                 tuple(spec.input.shape))
-    name = _catalog_name(model)
     conv = _first_conv(model)
     channels = conv.in_channels if conv is not None else None
-    if name is not None:
-        from . import catalog
-
-        c, h, w = catalog.info(name).input_size
-        return name, (channels or c, h, w)
+    if network is not None:
+        c, h, w = network.input_shape
+        return network.title, (channels or c, h, w)
     size = getattr(model, "image_size", None)  # torchvision's ViT checks its size with an assert
     if isinstance(size, int) and channels is not None:
         return type(model).__name__, (channels, size, size)
     return type(model).__name__, (channels, None, None) if channels is not None else None
 
 
-def _input_error(model: nn.Module, x: torch.Tensor, error: BaseException | None) -> Optional[ValueError]:
+def _input_error(model: nn.Module, x: torch.Tensor, error: BaseException | None,
+                 network=None) -> Optional[ValueError]:
     """The one-sentence ValueError for an input the model cannot take, or None when the input looks right (the
     error then is not the person's and is raised as it is)."""
-    name, expected = _expectation(model)
+    name, expected = _expectation(model, network)
     got = tuple(x.shape[1:])
     if expected is not None:
         c, h, w = expected
@@ -318,11 +286,8 @@ _SHAPE_ERROR = re.compile(r"channels|shape|size|cannot be multiplied|dimension|W
                           re.IGNORECASE)
 
 
-def _infer_task(spec, out, task: Optional[str]) -> str:
-    if task is not None:
-        return task
-    if spec is not None:
-        return spec.task
+def _infer_task(out) -> str:
+    """The task told from an output, for a model that comes without one."""
     if torch.is_tensor(out) and out.dim() == 2 and out.shape[1] > 1:
         return "classification"
     if isinstance(out, list) and out and all(isinstance(d, dict) and "boxes" in d and "scores" in d for d in out):
@@ -416,7 +381,8 @@ def _keep(det: dict, score_threshold: float, label_offset: int = 0) -> dict:
 
 
 def _post(task: str, model: nn.Module, spec, out, score_threshold: float) -> dict:
-    """Task post-processing of one chunk, on the device; returns tensors / lists to be joined and moved."""
+    """Task post-processing of one chunk, on the device; returns tensors / lists to be joined and moved.
+    ``spec``: the composition's, when the network is one (its head kind decides the detection label offset)."""
     if task == "classification":
         if not (torch.is_tensor(out) and out.dim() == 2):
             raise ValueError(f"A classification model must output N×K logits; this one gives {describe_output(out)}.")
@@ -434,7 +400,9 @@ def _post(task: str, model: nn.Module, spec, out, score_threshold: float) -> dic
         if isinstance(out, list) and all(isinstance(d, dict) and "scores" in d for d in out):
             # Faster / Mask R-CNN: torchvision's labels count the background as 0; shift them to 0-based classes
             # like YOLO's and SSD's, for compositions (whose spec has the class count without background).
-            offset = 1 if spec is not None and spec.head.kind in ("faster_rcnn", "mask_rcnn") else 0
+            from . import components
+
+            offset = 0 if spec is None else components.get("head", spec.head.kind).fact("label_offset", 0)
             return {"detections": [_keep(d, score_threshold, offset) for d in out]}
         raise ValueError(f"A detection model must output boxes or have a decode method; this one gives "
                          f"{describe_output(out)}.")
@@ -454,7 +422,7 @@ def _post(task: str, model: nn.Module, spec, out, score_threshold: float) -> dic
     return {"raw": out}
 
 
-def _finish(task: str, parts: list, spec, labels, top_k: int, pred: dict) -> None:
+def _finish(task: str, parts: list, num_classes: Optional[int], labels, top_k: int, pred: dict) -> None:
     """Join the chunks' results, move them to the CPU and fill the Prediction fields."""
     if task == "classification":
         if len(parts) == 1:
@@ -476,7 +444,7 @@ def _finish(task: str, parts: list, spec, labels, top_k: int, pred: dict) -> Non
     elif task == "detection":
         dets = [_to_cpu(d) for p in parts for d in p["detections"]]
         pred["detections"] = dets
-        k = spec.head.settings.get("num_classes") if spec is not None else None
+        k = num_classes
         if k is None and labels is None:
             k = max((int(d["labels"].max()) + 1 for d in dets if d["labels"].numel()), default=0) or None
         pred["labels"] = _label_names(labels, k) if k else (list(labels) if labels is not None else None)
@@ -502,16 +470,17 @@ def _finish(task: str, parts: list, spec, labels, top_k: int, pred: dict) -> Non
 
 
 # -- predict -------------------------------------------------------------------------------------------------------
-def predict(model: nn.Module, images, device: str | torch.device | None = None, *, task: str | None = None,
-            labels: list[str] | None = None, top_k: int = 5, score_threshold: float = 0.3, batch_size: int = 32,
-            warmup: bool = False) -> Prediction:
+def predict(model: nn.Module, images, device: str | torch.device | None = None, *, network=None,
+            task: str | None = None, labels: list[str] | None = None, top_k: int = 5, score_threshold: float = 0.3,
+            batch_size: int = 32, warmup: bool = False) -> Prediction:
     """Run ``model`` on ``images`` (N×C×H×W, C×H×W, or a list of C×H×W tensors of one size) on ``device``
     (None / "auto": the best available) in chunks of ``batch_size``, and post-process for the task.
 
-    ``task`` defaults to the composition's (``model.spec_json``), else classification for an N×K output (K > 1),
-    else "outputs". ``labels`` name the classes (default: the index as text). The timed part is the whole batched
-    forward plus post-processing; ``warmup`` runs one untimed chunk first. An input the model cannot take raises
-    ``ValueError`` with one sentence saying what it expects.
+    ``network`` (the `explorer.network.Network` the model was built from) gives the task, the class names, the
+    input it expects and what to call it; ``task`` and ``labels`` override it. Without either the task is
+    classification for an N×K output (K > 1), else "outputs", and the classes are named by their index. The
+    timed part is the whole batched forward plus post-processing; ``warmup`` runs one untimed chunk first. An
+    input the model cannot take raises ``ValueError`` with one sentence saying what it expects.
     """
     if task is not None and task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
@@ -524,12 +493,15 @@ def predict(model: nn.Module, images, device: str | torch.device | None = None, 
         raise ValueError(f"top_k must be at least 1; got {top_k}.")
     x = _as_batch(images)
     dev = choose_device(device)
-    spec = _model_spec(model)
+    spec = network.spec if network is not None else None
+    if network is not None:
+        task = task if task is not None else network.task
+        labels = labels if labels is not None else (list(network.classes) if network.classes else None)
     if spec is not None:
         # Known from the spec: the channels always; the size where the head is tied to it (boxes, masks).
         c, h, w = spec.input.shape
         if x.shape[1] != c or (spec.task in ("detection", "segmentation") and tuple(x.shape[2:]) != (h, w)):
-            raise _input_error(model, x, None)
+            raise _input_error(model, x, None, network)
     first = _first_parameter_or_buffer(model)
     on_cpu = dev.type == "cpu"
     run = model if on_cpu and (first is None or first.device.type == "cpu") else _model_on(model, dev, first)
@@ -553,7 +525,7 @@ def predict(model: nn.Module, images, device: str | torch.device | None = None, 
         # Errors a person causes (wrong channels or size) become one sentence; anything else is raised as it is.
         if isinstance(e, torch.OutOfMemoryError):
             return None
-        return _input_error(model, x, e)
+        return _input_error(model, x, e, network)
 
     chosen = task
     errors = _INPUT_ERRORS
@@ -578,10 +550,10 @@ def predict(model: nn.Module, images, device: str | torch.device | None = None, 
                     raise
                 raise err from None
             if chosen is None:
-                chosen = _infer_task(spec, out, chosen)
+                chosen = _infer_task(out)
             parts.append(_post(chosen, model, spec, out, score_threshold))
         pred: dict = {}
-        _finish(chosen, parts, spec, labels, top_k, pred)
+        _finish(chosen, parts, network.num_classes if network is not None else None, labels, top_k, pred)
         if not on_cpu:
             _sync(dev)
         elapsed = time.perf_counter() - t0

@@ -4,7 +4,8 @@ Every problem raises `SpecError` with one sentence that names the field and says
 """
 from __future__ import annotations
 
-__all__ = ["SpecError", "check_bool", "check_choice", "check_int", "check_keys", "check_str_list", "fail", "show"]
+__all__ = ["MAX_CLASSES", "MAX_HIDDEN_LAYERS", "MAX_WIDTH", "SpecError", "check_bool", "check_choice", "check_int",
+           "check_keys", "check_str_list", "fail", "show"]
 
 
 class SpecError(ValueError):
@@ -30,8 +31,10 @@ def check_keys(where: str, data: dict, allowed) -> None:
     if not isinstance(data, dict):
         fail(f"'{where}' must be an object with keys {', '.join(allowed)}; got {type(data).__name__}.")
     unknown = sorted((k for k in data if k not in allowed), key=str)
+    if unknown and not allowed:
+        fail(f"'{where}' takes no settings; remove {show(unknown[0])}.")
     if unknown:
-        fail(f"'{where}' has no setting {show(unknown[0])}; its settings are: {', '.join(allowed) or 'none'}.")
+        fail(f"'{where}' has no setting {show(unknown[0])}; its settings are: {', '.join(allowed)}.")
 
 
 def check_int(where: str, v, lo: int, hi: int) -> int:
@@ -61,3 +64,10 @@ def check_str_list(where: str, v) -> list:
     if len(set(v)) != len(v):
         fail(f"'{where}' names a stage twice; list each stage once.")
     return list(v)
+
+
+# Limits that keep one person's spec from occupying the server, shared by the spec and the kinds' settings
+# (spec.py re-exports them with its other limits).
+MAX_WIDTH = 4096  # channels of a stage, a neck level, a head's outputs or embedding
+MAX_CLASSES = 100_000
+MAX_HIDDEN_LAYERS = 8

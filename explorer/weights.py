@@ -281,31 +281,33 @@ def _counts(rows: list[Mismatch]) -> str:
     return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + " " + noun
 
 
-def _backbone_only(state_dict: dict, model: nn.Module, model_keys) -> str | None:
-    """The part of ``model`` the file fits under a key prefix ("the resnet18 backbone" when a catalog model's
-    state dict is uploaded into a composition), or None."""
+def _backbone_only(state_dict: dict, model_keys, parts: dict) -> str | None:
+    """The part of the model the file fits under a key prefix ("the resnet18 backbone" when a catalog model's
+    state dict is uploaded into a composition: ``parts`` names such prefixes), or None."""
     prefixes = {m[: i + 1] for m in model_keys for i, c in enumerate(m) if c == "." and m[i + 1:] in state_dict}
     for prefix in sorted(prefixes, key=len):
         part = {m for m in model_keys if m.startswith(prefix)}
         matched = {prefix + k for k in state_dict if prefix + k in part}
         # The file is that part, or holds all of it plus a little more (a catalog model's classifier).
         if len(matched) == len(state_dict) or (matched == part and 2 * len(matched) > len(state_dict)):
-            if prefix == "backbone.body." and hasattr(model, "spec_json"):
-                return f"the {json.loads(model.spec_json)['backbone']['name']} backbone"
+            if prefix in parts:
+                return parts[prefix]
             return f"the '{prefix.rstrip('.')}' part"
     return None
 
 
 def _fit_and_load(model: nn.Module, state_dict: dict, name: str, source: str, fmt: str, notes: list[str],
-                  action: str | None = None) -> WeightsReport:
+                  action: str | None = None, network=None) -> WeightsReport:
     """Strict load of ``state_dict`` into ``model`` after every check; nothing is changed unless all fit.
-    ``action`` replaces "upload weights saved from this same model" in the refusal."""
+    ``action`` replaces "upload weights saved from this same model" in the refusal; ``network`` (an
+    `explorer.network.Network`) names what the model is ("this composition") and its parts."""
     expected = model.state_dict()
     state_dict = _strip_prefixes(state_dict, expected.keys(), notes)
     rows = _mismatches(state_dict, expected)
     if rows:
-        what = "composition" if hasattr(model, "spec_json") else "model"
-        part = None if action else _backbone_only(state_dict, model, expected.keys())
+        what = network.noun if network is not None else "model"
+        parts = dict(network.weight_parts) if network is not None else {}
+        part = None if action else _backbone_only(state_dict, expected.keys(), parts)
         if part:
             raise WeightsError(f"{name} holds weights for {part} alone, not this whole {what} ({_counts(rows)}, "
                                f"table below); upload weights saved from this same {what}, or use pretrained "
@@ -324,12 +326,14 @@ def _fit_and_load(model: nn.Module, state_dict: dict, name: str, source: str, fm
     return WeightsReport(source=source, format=fmt, tensors=len(state_dict), values=values, notes=notes)
 
 
-def load_weights(model: nn.Module, data: bytes, filename: str) -> WeightsReport:
+def load_weights(model: nn.Module, data: bytes, filename: str, *, network=None) -> WeightsReport:
     """Load an uploaded file into ``model`` (strict); raises WeightsError and leaves the model unchanged if the
-    file is unsafe, damaged or does not fit."""
+    file is unsafe, damaged or does not fit. ``network``: the `explorer.network.Network` the model was built
+    for, so a refusal says "this composition" and names the part a file fits ("the resnet18 backbone")."""
     state_dict, fmt, notes = _read(data, filename)
     name = display_name(filename)
-    return _fit_and_load(model, state_dict, name, name if filename else "the uploaded file", fmt, notes)
+    return _fit_and_load(model, state_dict, name, name if filename else "the uploaded file", fmt, notes,
+                         network=network)
 
 
 # -- torchvision's pretrained weights ----------------------------------------------------------------------------
@@ -526,7 +530,9 @@ def load_pretrained_backbone(model: nn.Module, spec) -> WeightsReport:
         raise WeightsError("A custom backbone has no published pretrained weights; upload a weights file saved "
                            "from this composition instead.")
     state_dict, source, file_name = _torchvision_state_dict(name)
-    body = model.backbone.body
+    from .compose import STAGE_PREFIX
+
+    body = model.get_submodule(STAGE_PREFIX.rstrip("."))  # where compose puts the catalog model's stages
     body_keys = body.state_dict().keys()
     used = {k: v for k, v in state_dict.items() if k in body_keys}  # the stages kept; all of them must be there
     unused = len(state_dict) - len(used)

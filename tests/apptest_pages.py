@@ -3,12 +3,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from conftest import assert_clean
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-def assert_clean(at: AppTest) -> None:
-    """No exception element on the page (the app shows its own sentences with st.error instead)."""
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def open_page(page: str, **params) -> AppTest:

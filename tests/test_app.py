@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import assert_clean
+
 from explorer import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 PAGES = ROOT / "app_pages"
-
 
 
 def layers_choice(at) -> dict:
@@ -52,10 +53,6 @@ def shown_cells(frame) -> list:
         for v in df[col]:
             shown.append(f"{v:,}" if fmt == "%,d" else str(v))
     return shown
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def test_default_page_shows_resnet50_in_numbers():

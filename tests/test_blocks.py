@@ -8,6 +8,8 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import n_params
+
 from explorer.blocks import (
     BLOCK_INFO,
     BLOCK_KINDS,
@@ -46,10 +48,6 @@ def bn(c: int) -> int:
 
 def fc(c_in: int, c_out: int) -> int:
     return (c_in + 1) * c_out
-
-
-def n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def on_meta(factory, *args, **kwargs) -> nn.Module:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.server import CHROMIUM, CHROMIUM_ARGS, Server
+from bench.server import CHROMIUM, launch_chromium, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -25,21 +25,14 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def app_url():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    server = Server(ARTIFACTS / "streamlit-server.log")
-    try:
-        try:
-            server.wait_healthy()
-        except RuntimeError as e:
-            pytest.fail(str(e))
-        yield server.url
-    finally:
-        server.stop()
+    with serving(ARTIFACTS / "streamlit-server.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
+        b = launch_chromium(p)
         try:
             yield b
         finally:
@@ -158,7 +151,7 @@ def test_predict_an_uploaded_image_then_feature_maps_and_explain(app_url, page, 
     model untrained on a photo, labelled so."""
     from PIL import Image
 
-    from explorer.model_choice import digit_image, digit_samples
+    from explorer.images import digit_image, digit_samples
 
     index, label = digit_samples()[5]
     digit = tmp_path / "my_digit.png"

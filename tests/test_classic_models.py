@@ -5,6 +5,8 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import n_params
+
 from explorer.arithmetic import conv_params, fc_params
 from explorer.models.classic import (
     CLASSIC_MODELS,
@@ -34,10 +36,6 @@ EXPECTED_PARAMS = {
 
 # DenseNet-264 at 224×224 takes seconds on CPU; any size ≥ 32 exercises every layer.
 CPU_INPUT_OVERRIDE = {"densenet264": (3, 64, 64)}
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def on_meta(builder, **kwargs) -> nn.Module:
@@ -118,7 +116,6 @@ def test_lenet5_layout():
     ]
     assert isinstance(model.features.s2, nn.AvgPool2d)
     assert model.features(torch.zeros(1, 1, 32, 32)).shape == (1, 120, 1, 1)
-
 
 
 def test_gap_cnn_parameters_and_layout():

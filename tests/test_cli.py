@@ -1,17 +1,46 @@
-"""python -m explorer: the same numbers on the command line, one sentence and exit 2 on a person's mistake."""
+"""python -m explorer: the same numbers on the command line, one sentence and exit 2 on a person's mistake.
+
+The logic is tested in process through ``main(argv)`` (no interpreter start, no torch import per call); one test
+runs the real command to check the entry point itself.
+"""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from explorer.__main__ import main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "explorer", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+@dataclasses.dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(*args) -> Run:
+    """``python -m explorer ARGS`` in process: its exit code (argparse's SystemExit included) and its output."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 2
+    return Run(code, out.getvalue(), err.getvalue())
+
+
+def test_the_command_runs_as_a_module():
+    p = subprocess.run([sys.executable, "-m", "explorer", "summary", "resnet5"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().startswith("error: There is no architecture called 'resnet5'")
 
 
 def test_rf_prints_the_lecture_stage_table():
@@ -53,3 +82,15 @@ def test_mistakes_are_one_sentence_and_exit_2():
     assert "vgg16 cannot take a 3×16×16 input" in p.stderr and "3×32×32" in p.stderr
     p = run("summary", "vgg16", "--input", "big")
     assert p.returncode == 2 and "is not a size" in p.stderr
+
+
+def test_kinds_lists_every_registered_kind_as_markdown():
+    from explorer import components
+
+    p = run("kinds")
+    assert p.returncode == 0 and p.stderr == ""
+    lines = p.stdout.splitlines()
+    assert [l.split("**")[1] for l in lines if l.startswith("- ")] == ["Blocks", "Necks", "Heads"]
+    assert all(f"`{c.name}`" in p.stdout for c in components.all_components())
+    text = " ".join(p.stdout.split())  # the items wrap
+    assert "`bottleneck_1x1` 1×1 bottleneck" in text and "`vgg` VGG stage" in text

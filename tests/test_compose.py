@@ -9,6 +9,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import n_params
+
 from explorer import analyze, catalog
 from explorer.compose import analyze_spec, backbone_stages, build, resolve
 from explorer.export import ExportError, spec_json, standalone_python, to_onnx
@@ -17,10 +19,6 @@ from explorer.spec import HEADS_FOR_TASK, ArchitectureSpec, SpecError
 
 def spec(**d) -> ArchitectureSpec:
     return ArchitectureSpec.from_dict(d)
-
-
-def n_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())  # each tied tensor once
 
 
 def check_output(s: ArchitectureSpec, out, n: int) -> None:

@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 
 from explorer import catalog, compose
 from explorer.blocks.attention import CBAM, SqueezeExcitation
+from explorer.network import Network
+from explorer.spec import ArchitectureSpec
 from explorer.samples import digits
 from explorer.vis import attribution as attr
 from explorer.vis import features as feat
@@ -29,6 +31,11 @@ CBAM_SPEC = {"input": {"channels": 3, "height": 64, "width": 64}, "backbone": {"
 SE_STACK = {"input": {"channels": 3, "height": 64, "width": 64},
             "backbone": {"name": "custom", "stages": [{"block": "se", "repeats": 2, "width": 32, "stride": 2}]},
             "head": {"num_classes": 5}}
+
+
+def _network(spec: dict) -> Network:
+    """What the app passes with a composed model: its task, its backbone's part and origin."""
+    return Network.composition(ArchitectureSpec.from_dict(spec))
 
 
 def _shared(model):
@@ -213,15 +220,16 @@ def test_spatial_layers_and_default_target(lenet, cbam_model):
     paths = [p for p, _ in feat.spatial_layers(cbam_model, (3, 64, 64))]
     assert paths.index("backbone.body.layer1.1") < paths.index("backbone.body.layer1") < paths.index(
         "backbone.body.layer2.0.conv1")
-    assert attr.default_target_layer(cbam_model, (3, 64, 64)) == "backbone.body.layer4"
+    assert attr.default_target_layer(cbam_model, (3, 64, 64), network=_network(CBAM_SPEC)) == "backbone.body.layer4"
     assert attr.default_target_layer(catalog.build("resnet18").eval(), (3, 64, 64)) == "layer4"
 
-    det = _shared(compose.build({"task": "detection", "input": {"channels": 3, "height": 96, "width": 96},
-                                 "backbone": {"name": "resnet18"}, "neck": {"kind": "fpn", "width": 32},
-                                 "head": {"kind": "yolo", "num_classes": 3}}))
+    det_spec = {"task": "detection", "input": {"channels": 3, "height": 96, "width": 96},
+                "backbone": {"name": "resnet18"}, "neck": {"kind": "fpn", "width": 32},
+                "head": {"kind": "yolo", "num_classes": 3}}
+    det = _shared(compose.build(det_spec))
     dl = dict(feat.spatial_layers(det, (3, 96, 96)))
     assert dl["backbone.body.layer3"] == (256, 6, 6) and any(p.startswith("head.") for p in dl)
-    assert attr.default_target_layer(det, (3, 96, 96)) == "backbone.body.layer4"
+    assert attr.default_target_layer(det, (3, 96, 96), network=_network(det_spec)) == "backbone.body.layer4"
 
 
 # -- Grad-CAM --------------------------------------------------------------------------------------------------------
@@ -266,9 +274,10 @@ def test_grad_cam_needs_class_scores():
         attr.grad_cam(seg, torch.zeros(1, 3, 64, 64))
     with pytest.raises(ValueError, match="Occlusion needs class scores"):
         attr.attribute(seg, torch.zeros(1, 3, 64, 64), "Occlusion")
-    sim = _shared(compose.build({"task": "similarity", **{k: v for k, v in SE_STACK.items() if k != "head"}}))
+    sim_spec = {"task": "similarity", **{k: v for k, v in SE_STACK.items() if k != "head"}}
+    sim = _shared(compose.build(sim_spec))
     with pytest.raises(ValueError, match="Grad-CAM needs class scores, but this is a similarity model"):
-        attr.attribute(sim, torch.zeros(1, 3, 64, 64), "Grad-CAM")
+        attr.attribute(sim, torch.zeros(1, 3, 64, 64), "Grad-CAM", network=_network(sim_spec))
 
 
 # -- what the maps say about the trained LeNet -------------------------------------------------------------------------
@@ -425,13 +434,13 @@ def _gate_inputs(model, x, types):
 def test_attention_maps_cbam_neck(cbam_model):
     x = torch.randn(1, 3, 64, 64)
     maps = attr.attention_maps(cbam_model, x)
-    assert [(m["path"], m["kind"]) for m in maps] == [("neck.gates.0", "CBAM")]
+    assert [(m.path, m.kind) for m in maps] == [("neck.gates.0", "CBAM")]
     (module, inp), = _gate_inputs(cbam_model, x, CBAM).values()
     with torch.no_grad():
         channel, spatial = module.attention(inp)
-    assert maps[0]["channel"].shape == (512,) and maps[0]["spatial"].shape == (2, 2)
-    assert torch.allclose(maps[0]["channel"], channel[0].flatten(), atol=1e-6)
-    assert torch.allclose(maps[0]["spatial"], spatial[0, 0], atol=1e-6)
+    assert maps[0].channel.shape == (512,) and maps[0].spatial.shape == (2, 2)
+    assert torch.allclose(maps[0].channel, channel[0].flatten(), atol=1e-6)
+    assert torch.allclose(maps[0].spatial, spatial[0, 0], atol=1e-6)
 
 
 def test_attention_maps_se_stack_and_torchvision_se():
@@ -440,12 +449,12 @@ def test_attention_maps_se_stack_and_torchvision_se():
     x = torch.randn(1, 3, 64, 64)
     maps = attr.attention_maps(stack, x)
     ref = _gate_inputs(stack, x, SqueezeExcitation)
-    assert [m["path"] for m in maps] == list(ref) and len(maps) == 2
+    assert [m.path for m in maps] == list(ref) and len(maps) == 2
     for m in maps:
-        module, inp = ref[m["path"]]
-        assert m["kind"] == "SE" and m["spatial"] is None
+        module, inp = ref[m.path]
+        assert m.kind == "SE" and m.spatial is None
         with torch.no_grad():
-            assert torch.allclose(m["channel"], module.attention(inp)[0].flatten(), atol=1e-6)
+            assert torch.allclose(m.channel, module.attention(inp)[0].flatten(), atol=1e-6)
 
     from torchvision.ops import SqueezeExcitation as TvSE
 
@@ -453,14 +462,14 @@ def test_attention_maps_se_stack_and_torchvision_se():
     x = torch.randn(1, 3, 64, 64)
     maps = attr.attention_maps(mnet, x)
     ref = _gate_inputs(mnet, x, TvSE)
-    assert [m["path"] for m in maps] == list(ref) and len(maps) == 9
-    assert maps[0]["path"] == "features.1.block.1" and maps[0]["channel"].shape == (16,)
+    assert [m.path for m in maps] == list(ref) and len(maps) == 9
+    assert maps[0].path == "features.1.block.1" and maps[0].channel.shape == (16,)
     for m in maps:
-        module, inp = ref[m["path"]]
+        module, inp = ref[m.path]
         with torch.no_grad():
             gate = module._scale(inp)[0].flatten()
-        assert m["kind"] == "SE" and torch.allclose(m["channel"], gate, atol=1e-6)
-        assert float(m["channel"].min()) >= 0 and float(m["channel"].max()) <= 1
+        assert m.kind == "SE" and torch.allclose(m.channel, gate, atol=1e-6)
+        assert float(m.channel.min()) >= 0 and float(m.channel.max()) <= 1
     assert attr.attention_maps(catalog.build("resnet18").eval(), torch.zeros(1, 3, 32, 32)) == []
 
 

@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import n_params
+
 from explorer.heads import HEAD_KINDS, build_head
 from explorer.models.classic import CLASSIC_MODELS
 from explorer.models.segmentation import SEGMENTATION_MODELS, encoder_decoder, pool_unpool, unet
@@ -26,10 +28,6 @@ def levels(channels=CHANNELS, sizes=SIZES, device="cpu", batch=N):
 
 def head(kind, channels=CHANNELS, sizes=SIZES, **kw):
     return build_head(kind, channels, input_size=INPUT, feature_sizes=sizes, **kw).eval()
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 @pytest.fixture(scope="module")

@@ -238,3 +238,25 @@ def test_preprocess_lenet5(no_network):
 def test_preprocess_classic_rgb_accepts_non_rgb_input():
     x, how = preprocess(Image.new("L", (300, 200), 128), "zfnet")
     assert x.shape == (1, 3, 224, 224) and "ImageNet" in how
+
+
+def test_one_resize_and_crop_path_for_every_page(no_network):
+    # Receptive fields draws its boxes on `vis.center_crop` and feeds `vis.to_input`; the run pages feed a
+    # network's own preprocessing: all of them are `images.resize_crop` (bilinear) with the weights' statistics.
+    from explorer.images import resize_crop, resize_crop_normalise
+    from explorer.network import Network
+    from explorer.spec import ArchitectureSpec
+    from explorer.vis import center_crop, to_input
+
+    photo = sample_image("rocket")  # 427×640
+    crop = center_crop(np.asarray(photo), 100)
+    assert crop.shape == (100, 100, 3) and np.array_equal(crop, np.asarray(resize_crop(photo, (100, 100))))
+    x, steps = resize_crop_normalise(photo, (3, 100, 100))
+    assert torch.equal(to_input(np.asarray(photo), 100), x)
+    assert steps == ("resize shorter side to 100 (bilinear) → centre crop 100×100 → scale to [0, 1] → normalise "
+                     "with ImageNet mean/std")
+    net = Network.composition(ArchitectureSpec.from_dict({"input": {"channels": 3, "height": 100, "width": 100},
+                                                          "backbone": {"name": "resnet18"}}))
+    assert torch.equal(net.preprocess(photo)[0], to_input(np.asarray(photo), 100, model_name="resnet18"))
+    grey = to_input(np.asarray(photo), 32, channels=1)
+    assert grey.shape == (1, 1, 32, 32) and torch.equal(grey, resize_crop_normalise(photo, (1, 32, 32))[0])

@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import n_params
+
 from explorer.necks import (
     CBAM,
     NECK_KINDS,
@@ -26,10 +28,6 @@ def levels(batch=2, channels=CHANNELS, sizes=SIZES, device="cpu"):
     return OrderedDict(
         (k, torch.randn(batch, c, h, w, device=device)) for k, c, (h, w) in zip(KEYS, channels, sizes)
     )
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +191,77 @@ def test_builds_and_runs_on_meta(kind):
     assert list(out) == KEYS
     assert all(y.is_meta for y in out.values())
     assert [tuple(y.shape) for y in out.values()] == [(2, c, h, w) for c, (h, w) in zip(neck.out_channels, SIZES)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The 1×1 bottleneck neck: one module, explorer/necks/bottleneck.py, and nothing else edited
+# --------------------------------------------------------------------------------------------------
+
+BOTTLENECK_JSON = ('{"backbone": {"name": "resnet18"}, "neck": {"kind": "bottleneck_1x1", "width": 128}, '
+                   '"head": {"kind": "classification", "num_classes": 10}}')
+
+
+def test_bottleneck_neck_is_a_registered_kind_with_its_setting():
+    from explorer import components
+
+    assert "bottleneck_1x1" in components.names("neck")
+    kind = components.get("neck", "bottleneck_1x1")
+    assert kind.title == "1×1 bottleneck" and kind.defaults() == {"width": 256}
+    width = kind.setting("width")
+    assert (width.type, width.low, width.high, width.title) == ("int", 1, 4096, "Neck width")
+
+
+def test_bottleneck_neck_shrinks_each_level_and_keeps_its_size(feats):
+    from explorer.necks.bottleneck import BottleneckNeck
+
+    neck = build_neck("bottleneck_1x1", CHANNELS, width=32).eval()
+    assert isinstance(neck, BottleneckNeck) and neck.out_channels == [32, 32, 32]
+    assert n_params(neck) == sum(c * 32 + 2 * 32 for c in CHANNELS)  # bias-free 1×1 conv + BN
+    with torch.no_grad():
+        out = neck(feats)
+    assert list(out) == KEYS and [tuple(y.shape) for y in out.values()] == [(2, 32, h, w) for h, w in SIZES]
+    assert all((y >= 0).all() for y in out.values())  # ends in a ReLU
+
+
+def test_bottleneck_neck_from_spec_json_builds_with_exact_counts():
+    from explorer import compose
+    from explorer.spec import ArchitectureSpec, SpecError
+
+    spec = ArchitectureSpec.from_json(BOTTLENECK_JSON)
+    assert spec.neck.settings == {"width": 128} and ArchitectureSpec.from_json(spec.to_json()) == spec
+    assert spec.summary() == "resnet18 → 1×1 bottleneck → classification at 3×224×224"
+    with pytest.raises(SpecError, match=r"^'neck.width' must be between 1 and 4,096; got 0\.$"):
+        ArchitectureSpec.from_json(BOTTLENECK_JSON.replace('"width": 128', '"width": 0'))
+
+    a = compose.analyze_spec(spec, training_memory=False)
+    plain = compose.analyze_spec(spec.replace(neck={"kind": "none"}), training_memory=False)
+    parts, plain_parts = {s.name: s for s in a.stages()}, {s.name: s for s in plain.stages()}
+    # resnet18's layer4 at 224 px: 512 × 7 × 7 → 1×1 conv to 128 (no bias before BN) + BN's 2 · 128
+    assert parts["neck"].params == 512 * 128 + 2 * 128 == 65_792
+    assert parts["neck"].macs == 512 * 128 * 7 * 7 == 3_211_264
+    assert parts["neck"].activations == 128 * 7 * 7  # the conv's output (BN, ReLU: lecture convention)
+    assert (parts["backbone"].params, parts["backbone"].macs) == (plain_parts["backbone"].params,
+                                                                  plain_parts["backbone"].macs)
+    assert (parts["head"].params, parts["head"].macs) == (128 * 10 + 10, 128 * 10)  # GAP → fc 128 → 10
+    assert a.params == plain_parts["backbone"].params + 65_792 + 1_290
+    assert a.macs == plain_parts["backbone"].macs + 3_211_264 + 1_280
+    # A 1×1 conv passes the receptive field through
+    (level,), (before,) = a.output_levels("neck"), plain.output_levels("backbone")
+    assert level["output_shape"] == (128, 7, 7) and not level["is_global"]
+    assert (level["rf"], level["jump"]) == (before["rf"], before["jump"]) == ((435, 435), (32, 32))
+
+    model = compose.build(spec).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 224, 224)).shape == (1, 10)
+
+
+def test_bottleneck_neck_feeds_multi_level_heads():
+    from explorer import compose
+    from explorer.spec import ArchitectureSpec
+
+    spec = ArchitectureSpec.from_dict({"task": "detection", "input": {"height": 128, "width": 128},
+                                       "neck": {"kind": "bottleneck_1x1", "width": 64}, "head": {"kind": "yolo"}})
+    assert spec.backbone.out_stages is None and compose.default_out_stages(spec) == ["layer2", "layer3", "layer4"]
+    neck = {s.name: s for s in compose.analyze_spec(spec, training_memory=False).stages()}["neck"]
+    assert neck.params == sum(c * 64 + 2 * 64 for c in (128, 256, 512))
+    assert neck.macs == sum(c * 64 * s * s for c, s in ((128, 16), (256, 8), (512, 4)))

@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import assert_clean
+
 from explorer import arithmetic as ar
 from explorer import catalog, zoo
 
@@ -22,10 +24,6 @@ N_ZOO = 80  # torchvision's classification models, all with published ImageNet m
 
 def open_page(path: Path) -> AppTest:
     return AppTest.from_file(str(path), default_timeout=60).run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def metrics(at: AppTest) -> dict:

@@ -11,8 +11,10 @@ from torch import nn
 
 from explorer import catalog, compose
 from explorer import predict as P
+from explorer.network import Network
 from explorer.predict import Prediction, available_devices, choose_device, device_label, predict
 from explorer.samples import digits
+from explorer.spec import ArchitectureSpec
 
 # A small custom backbone keeps every composition fast on two CPU cores.
 TINY = dict(name="custom", stages=[dict(block="conv", repeats=1, width=16, stride=2),
@@ -21,11 +23,12 @@ TINY = dict(name="custom", stages=[dict(block="conv", repeats=1, width=16, strid
                                    dict(block="residual", repeats=1, width=32, stride=2)])
 
 
-def composed(task: str, head: str, size: int = 64, neck: str = "none", **settings) -> nn.Module:
+def composed(task: str, head: str, size: int = 64, neck: str = "none", **settings) -> tuple[nn.Module, Network]:
+    """A composition's model as the app shares it, and its Network (the task, classes and input predict uses)."""
     torch.manual_seed(0)
     spec = dict(task=task, input=dict(height=size, width=size), backbone=TINY, neck=dict(kind=neck),
                 head=dict(kind=head, **settings))
-    return compose.build(spec).eval().requires_grad_(False)
+    return compose.build(spec).eval().requires_grad_(False), Network.composition(ArchitectureSpec.from_dict(spec))
 
 
 def one_sentence(msg: str) -> bool:
@@ -108,29 +111,29 @@ def test_a_model_in_training_mode_is_refused_not_switched():
 
 # -- one composition per task ----------------------------------------------------------------------------------------
 def test_composed_classification_uses_the_spec_task_and_labels():
-    m = composed("classification", "classification", num_classes=4)
+    m, net = composed("classification", "classification", num_classes=4)
     x = torch.randn(3, 3, 64, 64)
-    p = predict(m, x, "cpu", labels=["cat", "dog", "cow", "hen"], top_k=5)
+    p = predict(m, x, "cpu", labels=["cat", "dog", "cow", "hen"], top_k=5, network=net)
     assert p.task == "classification" and len(p.top[0]) == 4 and p.top[0][0][1] in ("cat", "dog", "cow", "hen")
     with torch.inference_mode():
         assert torch.allclose(p.probabilities, m(x).softmax(1), atol=1e-6)
     with pytest.raises(ValueError, match="4 classes but 2 labels"):
-        predict(m, x, "cpu", labels=["cat", "dog"])
+        predict(m, x, "cpu", labels=["cat", "dog"], network=net)
 
 
 def test_composed_regression():
-    m = composed("regression", "regression", outputs=3)
+    m, net = composed("regression", "regression", outputs=3)
     x = torch.randn(5, 3, 64, 64)
-    p = predict(m, x, "cpu", batch_size=2)
+    p = predict(m, x, "cpu", batch_size=2, network=net)
     assert p.task == "regression" and p.values.shape == (5, 3) and p.top is None and p.probabilities is None
     with torch.inference_mode():
         assert torch.allclose(p.values, m(x), atol=1e-5)
 
 
 def test_yolo_detection_boxes_lie_within_the_image():
-    m = composed("detection", "yolo", size=128, neck="fpn", num_classes=5)
+    m, net = composed("detection", "yolo", size=128, neck="fpn", num_classes=5)
     x = torch.randn(2, 3, 128, 128)
-    p = predict(m, x, "cpu", score_threshold=0.0)
+    p = predict(m, x, "cpu", score_threshold=0.0, network=net)
     assert p.task == "detection" and len(p.detections) == 2 and p.labels == [str(i) for i in range(5)]
     with torch.inference_mode():
         expected = m.decode(m(x), conf_threshold=0.0)
@@ -142,18 +145,18 @@ def test_yolo_detection_boxes_lie_within_the_image():
         assert (b[:, 2] >= b[:, 0]).all() and (b[:, 3] >= b[:, 1]).all()
         assert ((d["labels"] >= 0) & (d["labels"] < 5)).all()
         assert torch.allclose(d["boxes"], e["boxes"]) and torch.equal(d["labels"], e["labels"])
-    strict = predict(m, x, "cpu", score_threshold=0.3)
+    strict = predict(m, x, "cpu", score_threshold=0.3, network=net)
     assert all((d["scores"] > 0.3).all() for d in strict.detections)
     assert sum(len(d["scores"]) for d in strict.detections) <= sum(len(d["scores"]) for d in p.detections)
 
 
 def test_two_stage_detection_is_filtered_and_labelled_from_zero():
-    m = composed("detection", "faster_rcnn", size=96, neck="fpn", num_classes=3)
+    m, net = composed("detection", "faster_rcnn", size=96, neck="fpn", num_classes=3)
     x = torch.rand(2, 3, 96, 96)
     with torch.inference_mode():
         expected = m(x)
     for threshold in (0.0, 0.4):
-        p = predict(m, x, "cpu", score_threshold=threshold)
+        p = predict(m, x, "cpu", score_threshold=threshold, network=net)
         for d, e in zip(p.detections, expected):
             keep = e["scores"] > threshold
             assert torch.allclose(d["scores"], e["scores"][keep]) and torch.equal(d["labels"], e["labels"][keep] - 1)
@@ -163,9 +166,9 @@ def test_two_stage_detection_is_filtered_and_labelled_from_zero():
 
 @pytest.mark.parametrize("head", ["fcn", "unet"])
 def test_segmentation_masks_and_class_fractions(head):
-    m = composed("segmentation", head, num_classes=6)
+    m, net = composed("segmentation", head, num_classes=6)
     x = torch.randn(3, 3, 64, 64)
-    p = predict(m, x, "cpu", batch_size=2)
+    p = predict(m, x, "cpu", batch_size=2, network=net)
     assert p.task == "segmentation" and p.masks.shape == (3, 64, 64) and p.masks.dtype == torch.int64
     with torch.inference_mode():
         assert torch.equal(p.masks, m(x).argmax(1))
@@ -177,10 +180,10 @@ def test_segmentation_masks_and_class_fractions(head):
 
 
 def test_siamese_similarity_matrix():
-    m = composed("similarity", "siamese", embedding_dim=16)
+    m, net = composed("similarity", "siamese", embedding_dim=16)
     x = torch.randn(4, 3, 64, 64)
     x[3] = x[0]
-    p = predict(m, x, "cpu")
+    p = predict(m, x, "cpu", network=net)
     assert p.task == "similarity" and p.embeddings.shape == (4, 16) and p.similarity.shape == (4, 4)
     s = p.similarity
     assert torch.allclose(s.diagonal(), torch.ones(4), atol=1e-5) and torch.equal(s, s.T)
@@ -218,15 +221,15 @@ def test_a_float64_batch_is_cast_to_the_model_dtype(lenet, held_out):
 # -- errors a person can cause ---------------------------------------------------------------------------------------
 def test_wrong_input_size_is_one_sentence(lenet):
     with pytest.raises(ValueError) as e:
-        predict(lenet, torch.randn(2, 3, 224, 224), "cpu")
+        predict(lenet, torch.randn(2, 3, 224, 224), "cpu", network=Network.catalog("lenet5"))
     assert str(e.value) == "lenet5 expects 1×32×32 images; got 3×224×224."
     with pytest.raises(ValueError) as e:
-        predict(lenet, torch.randn(1, 64, 64), "cpu")
+        predict(lenet, torch.randn(1, 64, 64), "cpu", network=Network.catalog("lenet5"))
     assert str(e.value) == "lenet5 expects 1×32×32 images; got 1×64×64." and e.value.__cause__ is None
-    m = composed("detection", "yolo", size=128, neck="fpn", num_classes=5)
+    m, net = composed("detection", "yolo", size=128, neck="fpn", num_classes=5)
     for shape in ((1, 128, 128), (3, 96, 96)):
         with pytest.raises(ValueError) as e:
-            predict(m, torch.randn((2,) + shape), "cpu")
+            predict(m, torch.randn((2,) + shape), "cpu", network=net)
         msg = str(e.value)
         assert one_sentence(msg) and "expects 3×128×128 images" in msg and "×".join(map(str, shape)) in msg
     with pytest.raises(ValueError) as e:
@@ -294,7 +297,7 @@ def test_device_labels(monkeypatch):
 
 def test_a_device_copy_is_made_once_per_model_and_dies_with_it():
     # The meta device stands in for a GPU: the copy path is the same (deepcopy, then .to(device)).
-    m = composed("classification", "classification", num_classes=3)
+    m, _ = composed("classification", "classification", num_classes=3)
     before = len(P._COPIES)
     meta = torch.device("meta")
     first = P._model_on(m, meta)
@@ -322,18 +325,16 @@ def test_every_available_device_agrees_with_the_cpu(lenet, held_out, device):
 def test_a_rebuilt_model_has_the_same_random_weights():
     # The page cache may drop a model and build it again; results cached for it (Grad-CAM maps, say) must still
     # belong to it, and one link shows everyone the same untrained predictions.
-    from explorer.model_choice import ModelChoice
-    from explorer.spec import ArchitectureSpec
-
     spec = ArchitectureSpec.from_dict({"input": {"channels": 3, "height": 64, "width": 64},
                                        "backbone": {"name": "resnet18"},
-                                       "head": {"kind": "classification", "num_classes": 7}}).to_json()
+                                       "head": {"kind": "classification", "num_classes": 7}})
     before = torch.random.get_rng_state()
-    for kind, key in (("catalog", "lenet5"), ("composition", spec)):
-        a, b = ModelChoice(kind, key).build(), ModelChoice(kind, key).build()
+    for network in (Network.catalog("lenet5"), Network.composition(spec)):
+        a, b = network.build().model, network.build().model
         assert a.state_dict().keys() == b.state_dict().keys()
         assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert torch.equal(torch.random.get_rng_state(), before)  # the caller's random stream is left alone
-    other = ModelChoice("composition", spec.replace('"num_classes":7', '"num_classes":8')).build()
+    other = Network.composition(ArchitectureSpec.from_json(spec.to_json().replace('"num_classes":7', '"num_classes":8'))
+                                ).build().model
     first = next(iter(a.state_dict()))
     assert not torch.equal(other.state_dict()[first], a.state_dict()[first])

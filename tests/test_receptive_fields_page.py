@@ -14,7 +14,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer import analyze, catalog
-from explorer.vis import (effective_rf, read_image, rf_curve, rf_warnings, sample_images, stage_table,
+from explorer.fields import rf_growth
+from explorer.vis import (effective_rf, read_image, rf_warnings, sample_images, stage_table,
                           theoretical_box, to_input)
 from rf_measure import gradient_support, prepare
 
@@ -51,9 +52,13 @@ def test_stage_table_is_the_lecture_table():
 
 
 def test_rf_curve_grows_layer_by_layer(resnet18_224):
-    df = rf_curve(resnet18_224)
-    assert list(df.columns) == ["index", "layer", "kind", "rf_h", "rf_w", "jump_h", "jump_w", "is_global"]
-    assert df.iloc[0].tolist()[:5] == [0, "input", "Input", 1, 1]
+    # One curve definition for the Receptive fields page and Compare (explorer.fields.rf_growth): the larger side.
+    df = rf_growth(resnet18_224)
+    assert [c for c in df.columns if c in ("index", "layer", "kind", "rf_h", "rf_w", "jump_h", "jump_w",
+                                           "is_global")] == ["index", "layer", "kind", "rf_h", "rf_w", "jump_h",
+                                                             "jump_w", "is_global"]
+    assert df[["index", "layer", "kind", "rf_h", "rf_w"]].iloc[0].tolist() == [0, "input", "Input", 1, 1]
+    assert (df["size"] == df[["rf_h", "rf_w"]].max(axis=1)).all()
     # The field only shrinks on a shortcut conv: it sees the block's input field, not the main path's.
     dips = df[df.rf_h.diff() < 0].layer.tolist()
     assert dips and all("downsample" in name for name in dips)

@@ -12,7 +12,7 @@ from safetensors.torch import save
 
 from apptest_pages import assert_clean, open_page
 from explorer import catalog
-from explorer.model_choice import digit_samples
+from explorer.images import digit_samples
 
 LENET_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "weights" / "lenet5_digits.safetensors"
 
@@ -260,7 +260,7 @@ def test_a_model_too_large_to_run_is_refused_with_the_limit():
 
 
 def test_a_composition_too_slow_to_run_is_refused_with_the_limit_and_kept():
-    from explorer.model_choice import MAX_RUN_MACS
+    from explorer.network import MAX_RUN_MACS
     from explorer.spec import ArchitectureSpec
 
     spec = ArchitectureSpec.from_dict({"backbone": {"name": "resnet50"},
@@ -312,3 +312,30 @@ def test_explain_follows_a_new_image_to_its_own_predicted_class():
     target = [s for s in at.selectbox if s.label == "Explain the class"][0]
     assert target.format_func(target.value).startswith(f"{samples[index]} (")
     assert "— predicted" in target.format_func(target.value)
+
+
+def test_one_model_cache_for_every_page():
+    # Receptive fields and the run pages share one cache of built networks, with one bound (the README's eight).
+    from explorer.network import Network
+    from explorer.ui import inference
+    from explorer.ui import vis as ui_vis
+
+    assert inference.MAX_CACHED_NETWORKS == 8
+    model = ui_vis.cached_model("lenet5")
+    assert inference.built_network(Network.catalog("lenet5")).model is model
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def test_every_run_page_says_which_network_it_shows():
+    from explorer import ui
+
+    shown = {}
+    for page, source in (("predict", "composition"), ("feature_maps", "catalog"), ("explain", "gap_cnn_digits_canvas")):
+        at = open_page(page, source=source, model="lenet5")
+        assert_clean(at)
+        shown[page] = next(c.value.replace("\\", "") for c in at.caption if "Weights: " in c.value)
+    composition = ui.DEFAULT_SPEC.summary()
+    assert f"Your composition: {composition} · Weights: untrained (random weights) — outputs" in shown["predict"]
+    assert "Catalog model: lenet5 · Weights: untrained (random weights) — outputs" in shown["feature_maps"]
+    assert shown["explain"].endswith("Ready model: GAP CNN trained on digits placed on a canvas · Weights: trained: "
+                                     "gap_cnn_digits_canvas.safetensors")

@@ -67,3 +67,34 @@ def test_seeded_builds_repeat_and_leave_the_callers_stream_alone():
         c = torch.randn(4)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(torch.rand(3), expected_next)  # as if the blocks never ran
+
+
+def test_one_field_formatter_for_pages_files_and_the_cli():
+    from explorer.__main__ import _fmt_rf
+    from explorer.fields import fmt_pair as plain_pair, fmt_rf as plain_rf
+    from explorer.ui import format as ui_format
+
+    assert ui_format.fmt_rf is plain_rf and ui_format.fmt_pair is plain_pair  # one definition, re-exported
+    assert fmt_pair((1027, 1027)) == "1,027" and plain_pair((1027, 1027), sep=False) == "1027"  # files stay plain
+    assert plain_rf((7.5, 3), True, sep=False) == "global (7.5×3)"
+    assert _fmt_rf("global") == "global" and _fmt_rf((427, 427)) == "427" and _fmt_rf(None) == "—"
+
+
+def test_one_dtype_table():
+    import torch
+
+    from explorer import __main__ as cli, dtypes
+    from explorer.ui import DTYPES
+
+    assert DTYPES is dtypes.DTYPES and list(DTYPES) == ["float32", "float16", "bfloat16"]
+    assert cli.DTYPES is dtypes.ALL_DTYPES and cli.DTYPES["float64"] is torch.float64
+
+
+def test_the_growth_curve_plots_the_larger_side():
+    from explorer import analyze
+    from explorer.fields import rf_growth
+
+    a = analyze("resnet18", (3, 64, 96))
+    df = rf_growth(a)
+    assert (df["size"] == df[["rf_h", "rf_w"]].max(axis=1)).all()
+    assert list(df["index"]) == [i for i, r in enumerate(a.layers) if r.rf is not None]

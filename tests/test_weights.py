@@ -23,6 +23,8 @@ from torch import nn
 
 from explorer import catalog, compose
 from explorer import weights as W
+from explorer.network import Network
+from explorer.spec import ArchitectureSpec
 
 CUSTOM_SPEC = {
     "backbone": {"name": "custom", "stages": [{"block": "residual", "repeats": 1, "width": 16, "stride": 2}]},
@@ -61,15 +63,20 @@ def same_tensors(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def composition(spec: dict) -> Network:
+    return Network.composition(ArchitectureSpec.from_dict(spec))
+
+
 def one_sentence(message: str) -> bool:
     return message.endswith(".") and re.search(r"[.!?]\s+[A-Z]", message[:-1]) is None and "\n" not in message
 
 
-def refuse(model: nn.Module, data: bytes, filename: str, match: str) -> W.WeightsError:
-    """load_weights must raise WeightsError matching ``match``, in one sentence, leaving the model as it was."""
+def refuse(model: nn.Module, data: bytes, filename: str, match: str, network=None) -> W.WeightsError:
+    """load_weights must raise WeightsError matching ``match``, in one sentence, leaving the model as it was
+    (``network``: the composition the model was built from, as the app passes it)."""
     before = snapshot(model)
     with pytest.raises(W.WeightsError, match=match) as info:
-        W.load_weights(model, data, filename)
+        W.load_weights(model, data, filename, network=network)
     assert one_sentence(str(info.value)), str(info.value)
     assert filename in str(info.value)
     assert same_tensors(model.state_dict(), before), "a failed load changed the model"
@@ -204,7 +211,7 @@ def test_resnet18_into_custom_composition():
     model = compose.build(CUSTOM_SPEC)
     e = refuse(model, pt_bytes(seeded_state_dict("resnet18")), "resnet18.pt",
                r"^resnet18\.pt does not fit this composition: 26 missing and 122 unexpected tensors \(table below\); "
-               r"upload weights saved from this same composition\.$")
+               r"upload weights saved from this same composition\.$", network=composition(CUSTOM_SPEC))
     assert Counter(r.problem for r in e.mismatches) == {"missing": 26, "unexpected": 122}
     assert [r.problem for r in e.mismatches] == ["missing"] * 26 + ["unexpected"] * 122
 
@@ -217,7 +224,8 @@ def resnet18_composition_sd():
 
 @pytest.mark.parametrize("with_classifier", [False, True])
 def test_backbone_alone_hint(with_classifier):
-    model = compose.build({"backbone": {"name": "resnet18"}})
+    spec = {"backbone": {"name": "resnet18"}}
+    model = compose.build(spec)
     file_sd = seeded_state_dict("resnet18")
     if not with_classifier:
         file_sd = {k: v for k, v in file_sd.items() if not k.startswith("fc.")}
@@ -225,7 +233,7 @@ def test_backbone_alone_hint(with_classifier):
     e = refuse(model, save_safetensors(file_sd), "resnet18.safetensors",
                rf"^resnet18\.safetensors holds weights for the resnet18 backbone alone, not this whole composition "
                rf"\(122 missing and {unexpected} unexpected tensors, table below\); upload weights saved from this "
-               rf"same composition, or use pretrained backbone weights instead\.$")
+               rf"same composition, or use pretrained backbone weights instead\.$", network=composition(spec))
     assert len(e.mismatches) == 122 + unexpected
 
 

@@ -7,6 +7,8 @@ import json
 from fractions import Fraction
 from typing import Optional
 
+from ..fields import fmt_pair, fmt_rf
+
 GLOBAL = "global"
 
 # Layer kinds whose outputs count in the lecture's activation-memory convention: input + conv / pool / fc.
@@ -241,8 +243,8 @@ class Analysis:
                 "params": r.params if biases else r.weights,
                 "trainable": r.trainable, "frozen": r.frozen,
                 "MACs": r.macs, "FLOPs": r.flops,
-                "rf": _fmt_rf(r.rf, r.is_global), "global": r.is_global, "jump": _fmt_pair(r.jump),
-                "offset": _fmt_pair(r.offset),
+                "rf": fmt_rf(r.rf, r.is_global, sep=False), "global": r.is_global,
+                "jump": fmt_pair(r.jump, sep=False), "offset": fmt_pair(r.offset, sep=False),
             })
         return pd.DataFrame.from_records(recs)
 
@@ -280,20 +282,3 @@ class Analysis:
         cols = ["layer", "kind", "output", "activations", "params", "MACs", "rf"]
         return df[cols].to_string(index=False, formatters={
             c: "{:,}".format for c in ("activations", "params", "MACs")})
-
-
-def _fmt_rf(rf, is_global: bool) -> str:
-    """"global (212)": globally connected, with the convolutional-path field in brackets."""
-    local = _fmt_pair(rf)
-    if is_global:
-        return f"global ({local})" if local else "global"
-    return local
-
-
-def _fmt_pair(p) -> str:
-    if p is None:
-        return ""
-    a, b = (_plain(v) for v in p)
-    fa = f"{a:g}" if isinstance(a, float) else str(a)
-    fb = f"{b:g}" if isinstance(b, float) else str(b)
-    return fa if fa == fb else f"{fa}×{fb}"

@@ -11,17 +11,18 @@ through ``attention(x)`` (``forward(x) == x * attention(x)``), so they can be vi
 * dense: :class:`DenseBlock`, :class:`DenseLayer`, :class:`Transition`
 * convnext: :class:`ConvNeXtBlock`, :class:`LayerNorm2d`
 * attention: :class:`SqueezeExcitation`, :class:`ChannelAttention`, :class:`SpatialAttention`, :class:`CBAM`
-* factory: :data:`BLOCK_KINDS`, :data:`BLOCK_INFO`, :func:`make_block`, :func:`make_stage`
-* backbone: :class:`CustomBackbone`
+* factory: :data:`BLOCK_KINDS`, :data:`BLOCK_INFO`, :data:`MIN_WIDTH` (derived from the kinds' declarations,
+  ``explorer.components``), :func:`make_block`, :func:`make_stage`
+* backbone: :class:`CustomBackbone`, :func:`example_stages`
 """
 
 from .attention import CBAM, ChannelAttention, SpatialAttention, SqueezeExcitation
-from .backbone import MAX_STAGES, STAGE_KEYS, CustomBackbone
+from .backbone import MAX_STAGES, STAGE_KEYS, CustomBackbone, example_stages
 from .conv import ConvBNReLU, SeparableConv2d, VGGStage
 from .convnext import ConvNeXtBlock, LayerNorm2d, Permute
 from .dense import DenseBlock, DenseLayer, Transition
-from .factory import BLOCK_INFO, BLOCK_KINDS, MIN_WIDTH, inception_widths, make_block, make_stage
-from .inception import InceptionModule
+from .factory import make_block, make_stage
+from .inception import InceptionModule, inception_widths
 from .mobile import ChannelShuffle, DepthwiseSeparable, InvertedResidual, ShuffleUnit
 from .residual import BasicBlock, Bottleneck, PreActBlock
 
@@ -53,7 +54,17 @@ __all__ = [
     "SqueezeExcitation",
     "Transition",
     "VGGStage",
+    "example_stages",
     "inception_widths",
     "make_block",
     "make_stage",
 ]
+
+
+def __getattr__(name: str):
+    # BLOCK_KINDS, BLOCK_INFO, MIN_WIDTH: read from the registry when first asked for (it imports this package).
+    if name in ("BLOCK_INFO", "BLOCK_KINDS", "MIN_WIDTH"):
+        from . import factory
+
+        return getattr(factory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,9 @@
 
 Each module has ``attention(x)`` returning the gate tensor(s) that ``forward`` multiplies in, so the
 weights can be shown without hooks. Nothing is cached on ``self`` between calls.
+
+The gates are kinds twice, declared here so that each gate's name has one home: blocks of a custom backbone
+(a 3×3 conv, then the gate) and necks (one gate on each backbone level, :class:`explorer.necks.AttentionNeck`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+
+from ..components import register
+from .conv import ConvBNReLU
 
 __all__ = ["CBAM", "ChannelAttention", "SpatialAttention", "SqueezeExcitation"]
 
@@ -119,3 +125,56 @@ class CBAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, spatial, refined = self._gates(x)
         return refined * spatial
+
+
+# -- kinds ---------------------------------------------------------------------------------------------------------
+def _gate_params(channels: int) -> int:
+    return 2 * channels * max(1, channels // 16)  # the two 1×1 convs of the gate, reduction 16
+
+
+def _gated_conv_cost(ci: int, co: int, stride: int, hw_in: int, hw_out: int) -> tuple:
+    # A 3×3 conv, then a gate with co/16 hidden units.
+    return 9 * ci * co + _gate_params(co), co * hw_out
+
+
+@register("block", "se", title="SE", order=120, year=2018, paper="Squeeze-and-Excitation Networks",
+          description="A 3×3 conv-BN-ReLU whose channels are re-weighted by a squeeze-and-excitation gate.",
+          estimate=_gated_conv_cost, facts={"gate": SqueezeExcitation})
+def _se_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    # The gate keeps the shape, so the conv in front does the channel change and the stride.
+    return nn.Sequential(OrderedDict(conv=ConvBNReLU(in_channels, out_channels, 3, stride),
+                                     se=SqueezeExcitation(out_channels)))
+
+
+@register("block", "cbam", title="CBAM", order=130, year=2018, paper="CBAM: Convolutional Block Attention Module",
+          description="A 3×3 conv-BN-ReLU followed by channel attention and then spatial attention.",
+          estimate=_gated_conv_cost, facts={"gate": CBAM})
+def _cbam_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return nn.Sequential(OrderedDict(conv=ConvBNReLU(in_channels, out_channels, 3, stride),
+                                     cbam=CBAM(out_channels)))
+
+
+def _gate_neck_cost(gate_params):
+    def cost(settings: dict, levels: list) -> tuple:  # the gated map per level; shapes unchanged
+        return sum(gate_params(c) for c, _, _ in levels), sum(c * h * w for c, h, w in levels), list(levels)
+    return cost
+
+
+def _gate_neck(gate):
+    def build(in_channels: list) -> nn.Module:
+        from ..necks.attention import AttentionNeck  # (the necks package imports this module)
+
+        return AttentionNeck([gate(c) for c in in_channels], in_channels)
+    return build
+
+
+register("neck", "se", title="SE", order=10, build=_gate_neck(SqueezeExcitation),
+         description="A squeeze-and-excitation gate on each chosen stage (Hu et al., 2018); channels unchanged.",
+         estimate=_gate_neck_cost(_gate_params), facts={"gate": SqueezeExcitation})(SqueezeExcitation)
+register("neck", "cbam", title="CBAM", order=20, build=_gate_neck(CBAM),
+         description="CBAM's channel then spatial attention on each chosen stage (Woo et al., 2018).",
+         estimate=_gate_neck_cost(_gate_params), facts={"gate": CBAM})(CBAM)
+register("neck", "spatial", title="spatial attention", order=30,
+         build=_gate_neck(lambda channels: SpatialAttention()),
+         description="CBAM's spatial gate alone on each chosen stage: a 7×7 conv over the channel mean and max.",
+         estimate=_gate_neck_cost(lambda channels: 98), facts={"gate": SpatialAttention})(SpatialAttention)

@@ -11,12 +11,20 @@ import torch
 from torch import nn
 
 from .conv import ConvBNReLU
-from .factory import BLOCK_KINDS, MIN_WIDTH, make_stage
+from .. import components
+from .factory import block_kinds, make_stage
 
-__all__ = ["CustomBackbone", "MAX_STAGES", "STAGE_KEYS"]
+__all__ = ["CustomBackbone", "MAX_STAGES", "STAGE_KEYS", "example_stages"]
 
 MAX_STAGES = 64  # the app refuses bigger stacks
 STAGE_KEYS = ("block", "repeats", "width", "stride")
+
+
+def example_stages() -> list[dict]:
+    """The stack a new custom backbone starts from: one stage per block kind that declares an ``example_stage``
+    (conv 32, residual 64, separable 128, each stride 2), in display order."""
+    return [dict(block=c.name, **c.fact("example_stage")) for c in components.all_components("block")
+            if c.fact("example_stage")]
 
 
 def _whole(value) -> bool:
@@ -52,13 +60,14 @@ def _validate(stages) -> list[dict]:
         if missing:
             raise ValueError(f"{name} is missing {missing[0]!r}; give every stage {', '.join(STAGE_KEYS)}.")
         kind, repeats, width, stride = (stage[k] for k in STAGE_KEYS)
-        if kind not in BLOCK_KINDS:
-            raise ValueError(f"{name} has unknown block kind {kind!r}; choose one of {', '.join(BLOCK_KINDS)}.")
+        if kind not in block_kinds():
+            raise ValueError(f"{name} has unknown block kind {kind!r}; choose one of {', '.join(block_kinds())}.")
         if not _whole(repeats) or repeats < 1:
             raise ValueError(f"{name} has repeats={repeats!r}; set repeats to a whole number of at least 1.")
-        min_width = MIN_WIDTH[kind]
+        block = components.get("block", kind)
+        min_width = block.fact("min_width", 1)
         if not _whole(width) or width < min_width:
-            why = " (one channel per inception branch)" if min_width > 1 else ""
+            why = f" ({block.fact('min_width_why')})" if block.fact("min_width_why") else ""
             raise ValueError(f"{name} has width={width!r}; set width to a whole number of at least {min_width}{why}.")
         if not _whole(stride) or stride not in (1, 2):
             raise ValueError(f"{name} has stride={stride!r}; set stride to 1 or 2.")

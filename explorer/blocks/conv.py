@@ -7,6 +7,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..components import register
+
 __all__ = ["ConvBNReLU", "SeparableConv2d", "VGGStage"]
 
 
@@ -104,3 +106,23 @@ class VGGStage(nn.Sequential):
         if pool:
             layers["pool"] = nn.MaxPool2d(2, 2)
         super().__init__(layers)
+
+
+# -- kinds for a custom backbone (contract: explorer.blocks.factory.make_block) ------------------------------------
+@register("block", "conv", title="conv", order=10, year=2015,
+          paper="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
+          description="Plain 3×3 conv → batch norm → ReLU; the stride is on the conv.",
+          estimate=lambda ci, co, stride, hw_in, hw_out: (9 * ci * co, co * hw_out),
+          facts={"example_stage": dict(repeats=1, width=32, stride=2)})
+def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return ConvBNReLU(in_channels, out_channels, 3, stride)
+
+
+@register("block", "vgg", title="VGG stage", order=20, year=2014,
+          paper="Very Deep Convolutional Networks for Large-Scale Image Recognition",
+          description="Two 3×3 same convs with BN and ReLU, then a 2×2 max pool when the stride is 2.",
+          estimate=lambda ci, co, stride, hw_in, hw_out: (9 * ci * co + 9 * co * co,
+                                                          2 * co * hw_in + (co * hw_out if stride == 2 else 0)))
+def _vgg_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    # Stride 2 means "with the 2×2 max pool"; stride 1 leaves the pool out.
+    return VGGStage(in_channels, out_channels, num_convs=2, batch_norm=True, pool=stride == 2)

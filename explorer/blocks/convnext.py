@@ -7,6 +7,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..components import register
+
 __all__ = ["ConvNeXtBlock", "LayerNorm2d", "Permute"]
 
 
@@ -64,3 +66,24 @@ class ConvNeXtBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.layer_scale * self.block(x)
+
+
+# -- the kind for a custom backbone (contract: explorer.blocks.factory.make_block) ---------------------------------
+def _convnext_cost(ci: int, co: int, stride: int, hw_in: int, hw_out: int) -> tuple:
+    down = 4 * ci * co if stride == 2 else ci * co if ci != co else 0
+    return 49 * co + 8 * co * co + down, 8 * co * hw_out
+
+
+@register("block", "convnext", title="ConvNeXt", order=110, year=2022, paper="A ConvNet for the 2020s",
+          description="7×7 depthwise conv, LayerNorm, 1×1 expand ×4, GELU, 1×1 project, layer scale, residual.",
+          estimate=_convnext_cost)
+def _convnext_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    # ConvNeXt's downsampling layer (LayerNorm2d + 2×2 stride-2 conv) at stride 2, LayerNorm2d + 1×1 conv when
+    # only the channels change, nothing otherwise.
+    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    if stride == 2 or in_channels != out_channels:
+        k = 2 if stride == 2 else 1
+        layers["downsample"] = nn.Sequential(OrderedDict(norm=LayerNorm2d(in_channels, eps=1e-6),
+                                                         conv=nn.Conv2d(in_channels, out_channels, k, stride=k)))
+    layers["block"] = ConvNeXtBlock(out_channels)
+    return nn.Sequential(layers)

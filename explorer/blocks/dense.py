@@ -7,6 +7,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..components import register
+
 __all__ = ["DenseBlock", "DenseLayer", "Transition"]
 
 
@@ -76,3 +78,18 @@ class Transition(nn.Sequential):
         elif stride != 1:
             raise ValueError(f"A transition's stride must be 1 or 2; got {stride}.")
         super().__init__(layers)
+
+
+# -- the kind for a custom backbone (contract: explorer.blocks.factory.make_block) ---------------------------------
+_LAYERS_PER_BLOCK = 4
+
+
+@register("block", "dense", title="dense", order=100, year=2016, paper="Densely Connected Convolutional Networks",
+          description="Four densely connected BN-ReLU-conv layers, then a 1×1 transition (and 2×2 average pool).",
+          # four layers of growth co/4 (bottleneck 4×), then the transition
+          estimate=lambda ci, co, stride, hw_in, hw_out: (5 * ci * co + 23 * co * co // 2,
+                                                          6 * co * hw_in + (co * hw_out if stride == 2 else 0)))
+def _dense_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    # Growth max(1, out // 4), so the block adds about out channels; the transition sets the width.
+    block = DenseBlock(in_channels, _LAYERS_PER_BLOCK, growth_rate=max(1, out_channels // 4))
+    return nn.Sequential(OrderedDict(dense=block, transition=Transition(block.out_channels, out_channels, stride)))

@@ -7,6 +7,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..components import register
+
 __all__ = ["ChannelShuffle", "DepthwiseSeparable", "InvertedResidual", "ShuffleUnit"]
 
 
@@ -121,8 +123,7 @@ class ShuffleUnit(nn.Module):
         if stride == 2:
             shortcut["pool"] = nn.AvgPool2d(3, 2, 1)  # same output size as the stride-2 3×3 conv
         if self.combine == "add" and (stride != 1 or in_channels != out_channels):
-            shortcut["conv"] = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-            shortcut["bn"] = nn.BatchNorm2d(out_channels)
+            shortcut.update(conv=nn.Conv2d(in_channels, out_channels, 1, bias=False), bn=nn.BatchNorm2d(out_channels))
         self.shortcut = nn.Sequential(shortcut)  # empty Sequential = identity
         self.relu = nn.ReLU()
 
@@ -135,3 +136,39 @@ class ShuffleUnit(nn.Module):
         else:
             out = out + self.shortcut(x)
         return self.relu(out)
+
+
+# -- kinds for a custom backbone (contract: explorer.blocks.factory.make_block) ------------------------------------
+def _shuffle_cost(ci: int, co: int, stride: int, hw_in: int, hw_out: int) -> tuple:
+    proj, m = stride != 1 or ci != co, max(1, co // 4)
+    return ci * m + 9 * m + m * co + proj * ci * co, m * hw_in + m * hw_out + (1 + proj) * co * hw_out
+
+
+def _inverted_residual_cost(ci: int, co: int, stride: int, hw_in: int, hw_out: int) -> tuple:
+    e = 6 * ci
+    return ci * e + 9 * e + e * co, e * hw_in + e * hw_out + co * hw_out
+
+
+@register("block", "separable", title="separable", order=60, year=2017,
+          paper="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
+          description="Depthwise 3×3 then pointwise 1×1 conv, each with BN and ReLU (as in MobileNet, Xception).",
+          estimate=lambda ci, co, stride, hw_in, hw_out: (9 * ci + ci * co, ci * hw_out + co * hw_out),
+          facts={"example_stage": dict(repeats=2, width=128, stride=2)})
+def _separable_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return DepthwiseSeparable(in_channels, out_channels, stride)
+
+
+@register("block", "inverted_residual", title="inverted residual", order=70, year=2018,
+          paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks",
+          description="Expand ×6 with a 1×1, depthwise 3×3, linear 1×1 projection; residual when the shape is kept.",
+          estimate=_inverted_residual_cost)
+def _inverted_residual_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return InvertedResidual(in_channels, out_channels, stride, expand_ratio=6)
+
+
+@register("block", "shuffle", title="ShuffleNet unit", order=80, year=2017,
+          paper="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices",
+          description="Grouped 1×1 convs with a channel shuffle around a depthwise 3×3; add or concat shortcut.",
+          estimate=_shuffle_cost)
+def _shuffle_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return ShuffleUnit(in_channels, out_channels, stride, groups=2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..components import register
+
 __all__ = ["BasicBlock", "Bottleneck", "PreActBlock"]
 
 
@@ -110,3 +112,39 @@ class PreActBlock(nn.Module):
         out = self.conv1(out)
         out = self.conv2(self.relu2(self.bn2(out)))
         return out + shortcut
+
+
+# -- kinds for a custom backbone (contract: explorer.blocks.factory.make_block) ------------------------------------
+_RESNET = "Deep Residual Learning for Image Recognition"
+
+
+def _two_convs_cost(ci: int, co: int, stride: int, hw_in: int, hw_out: int) -> tuple:
+    proj = stride != 1 or ci != co
+    return 9 * ci * co + 9 * co * co + proj * ci * co, (2 + proj) * co * hw_out
+
+
+def _bottleneck_cost(ci: int, co: int, stride: int, hw_in: int, hw_out: int) -> tuple:
+    proj, m = stride != 1 or ci != co, max(1, co // 4)
+    return ci * m + 9 * m * m + m * co + proj * ci * co, m * hw_in + m * hw_out + (1 + proj) * co * hw_out
+
+
+@register("block", "residual", title="residual", order=30, default=True, paper=_RESNET, year=2015,
+          description="Two 3×3 convs with an identity shortcut, or a 1×1 projection when the shape changes.",
+          estimate=_two_convs_cost, facts={"example_stage": dict(repeats=2, width=64, stride=2)})
+def _residual_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return BasicBlock(in_channels, out_channels, stride)
+
+
+@register("block", "bottleneck", title="bottleneck", order=40, paper=_RESNET, year=2015,
+          description="1×1 reduce to a quarter of the width → 3×3 → 1×1 expand ×4, plus a shortcut.",
+          estimate=_bottleneck_cost)
+def _bottleneck_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return Bottleneck(in_channels, out_channels, stride)
+
+
+@register("block", "preact", title="pre-activation", order=50, year=2016,
+          paper="Identity Mappings in Deep Residual Networks",
+          description="Residual block with BN → ReLU before each conv, keeping the identity path clean.",
+          estimate=_two_convs_cost)
+def _preact_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return PreActBlock(in_channels, out_channels, stride)

@@ -4,9 +4,10 @@ Pure functions (no streamlit), so pages, the sidebar and tests format every figu
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from numbers import Number
 from typing import Optional
+
+from ..fields import fmt_num, fmt_pair, fmt_rf  # the one field formatter (explorer.fields), re-exported here
 
 __all__ = ["fmt_int", "fmt_bytes", "fmt_count", "fmt_shape", "fmt_pair", "fmt_rf", "fmt_num", "md_escape",
            "fmt_quoted"]
@@ -42,17 +43,6 @@ def fmt_count(n: Optional[int], unit: str = "") -> str:
     return f"{int(n):,} {unit}".rstrip()
 
 
-def fmt_num(v) -> str:
-    """A scalar without float noise or Fraction reprs: Fraction(31, 2) -> "15.5", 32.0 -> "32"."""
-    if isinstance(v, Fraction):
-        v = float(v)
-    if isinstance(v, float):
-        return f"{v:,.6g}" if abs(v) < 1e6 else f"{v:,.0f}"
-    if isinstance(v, Number):
-        return f"{int(v):,}"
-    return str(v)
-
-
 def fmt_shape(shape) -> str:
     """(64, 224, 224) -> "64×224×224"; None (a layer that did not run) -> ""."""
     if shape is None:
@@ -60,22 +50,6 @@ def fmt_shape(shape) -> str:
     if isinstance(shape, (int, Number)):
         return str(shape)
     return "×".join(str(int(s)) for s in shape)
-
-
-def fmt_pair(pair) -> str:
-    """An (h, w) pair, once when both axes agree: (212, 212) -> "212", (7, 3) -> "7×3"."""
-    if pair is None:
-        return ""
-    a, b = (fmt_num(v) for v in pair)
-    return a if a == b else f"{a}×{b}"
-
-
-def fmt_rf(rf, is_global: bool) -> str:
-    """Receptive field: "global (212)" keeps the convolutional-path field beside "global"."""
-    local = fmt_pair(rf)
-    if is_global:
-        return f"global ({local})" if local else "global"
-    return local
 
 
 def md_escape(text: str) -> str:

@@ -1,10 +1,12 @@
-"""Streamlit glue for the pages that run a network (Feature maps, Explain, Predict): which model, which weights,
+"""Streamlit glue for the pages that run a network (Feature maps, Explain, Predict): which network, which weights,
 which images — shared by the three pages, kept in session state and the URL (``?source=``), so switching pages
 loses nothing.
 
-Models are cached for every session (``st.cache_resource``) keyed by what they are and which weights they hold;
-they are in eval mode with gradients off and are never changed afterwards (the `explorer.vis` and
-`explorer.predict` functions work on private copies where they need hooks).
+The network is an `explorer.network.Network`; its model is built by `built_network`, the one model cache of the
+app (Receptive fields uses it too, through `explorer.ui.vis`): at most `MAX_CACHED_NETWORKS` built networks for
+every session together, keyed by what they are and which weights they hold. They are in eval mode with gradients
+off and are never changed afterwards (the `explorer.vis` and `explorer.predict` functions work on private copies
+where they need hooks).
 """
 from __future__ import annotations
 
@@ -19,29 +21,45 @@ from PIL import Image
 from torch import nn
 
 from .. import catalog, weights
-from ..images import SAMPLES, ImageError, load_image, sample_image
-from ..model_choice import ModelChoice, digit_box, digit_image, digit_input, digit_samples, feature_layers
+from ..images import (SAMPLES, ImageError, digit_box, digit_image, digit_input, digit_samples, load_image,
+                      sample_image)
+from ..network import BuiltNetwork, Network, feature_layers
 from ..samples import DIGIT_SETS
 from ..spec import SpecError
-from .composition import current_spec, set_spec
+from . import current_selection, current_spec, set_spec
 from .format import fmt_quoted, md_escape
-from .state import current_selection
 
-__all__ = ["LoadedModel", "InputImage", "network", "model_choice", "loaded_model", "weights_badge", "input_images",
-           "layer_choices", "class_scores", "cached_attribution", "cached_attention", "cached_feature_maps",
-           "default_cam_layer"]
+__all__ = ["MAX_CACHED_NETWORKS", "built_network", "InputImage", "network", "chosen_network", "loaded_network",
+           "weights_badge", "input_images", "layer_choices", "class_scores", "cached_attribution",
+           "cached_attention", "cached_feature_maps", "default_cam_layer"]
 
 SOURCES = ("composition", "catalog", *weights.READY_MODELS)  # then the ready models: LeNet-5, the GAP CNN
 _SOURCE, _SOURCE_READ = "run.source", "run.source_read"
-_UPLOADS = "run.weights"  # choice id -> (file name, sha256, bytes): the person's uploaded weights
+_UPLOADS = "run.weights"  # network id -> (file name, sha256, bytes): the person's uploaded weights
 _IMAGES = "run.images"  # file_id -> (file name, picture): the person's uploaded photos
 _IMAGE_ERRORS = "run.image_errors"
 _PRETRAINED = "run.pretrained"  # use downloaded weights for a catalog model
 MAX_KEPT_UPLOADS = 2  # weights files kept per session (up to 600 MB each), the latest networks' only
 MAX_KEPT_SIDE = 1024  # uploaded photos are kept at most this size (preprocessing crops to ≤ 518 anyway)
+# Built networks kept for all sessions together, in the one model cache (the README's "Memory to plan"): each
+# costs its fp32 size (resnet18 45 MB, VGG16 550 MB; at most `network.MAX_RUN_PARAMS`, 800 MB).
+MAX_CACHED_NETWORKS = 8
 
 
-# -- which model ---------------------------------------------------------------------------------------------------
+# -- the one model cache ---------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Building the model…", max_entries=MAX_CACHED_NETWORKS)
+def _built(cache_key: str, _network: Network) -> BuiltNetwork:
+    return _network.build()
+
+
+def built_network(network: Network) -> BuiltNetwork:
+    """``network.build()``, once for every session: the app's one model cache, holding at most
+    `MAX_CACHED_NETWORKS` (8) built networks (the least recently used goes first). ValueError for a network too
+    large to run here; `weights.WeightsError` for weights that do not load (nothing is cached then)."""
+    return _built(network.cache_key, _network=network)
+
+
+# -- which network ---------------------------------------------------------------------------------------------
 def _source_label(source: str) -> str:
     if source == "composition":
         return f"Your composition: {current_spec().summary()}"
@@ -56,8 +74,9 @@ def _on_source_change(key: str) -> None:
     st.query_params["source"] = st.session_state[key]
 
 
-def model_choice(page: str) -> ModelChoice:
-    """The radio "which network runs" (one choice shared by the three pages) and the choice it stands for.
+def chosen_network(page: str) -> Network:
+    """The radio "which network runs" (one choice shared by the three pages) and the network it stands for, with
+    its own weights (random, or a ready model's trained ones); the weights panel may give it others.
 
     Widget keys are per page (``page``): a widget drawn under the same key on the next page keeps its state but
     the browser draws it afresh at its default, so each page seeds its own widget from the shared choice."""
@@ -79,60 +98,26 @@ def model_choice(page: str) -> ModelChoice:
              horizontal=True, help="Your composition from Compose; the model picked on Layers, whole, as "
                                    "torchvision publishes it; or a model that ships trained with the app.")
     if source == "composition":
-        return ModelChoice("composition", current_spec().to_json())
+        return Network.composition(current_spec())
     if source == "catalog":
-        return ModelChoice("catalog", current_selection().model)
-    return ModelChoice("ready", source)
+        return Network.catalog(current_selection().model)
+    return Network.ready(source)
 
 
 @st.cache_data(show_spinner="Finding the layers with feature maps…", max_entries=64)
-def _layers(model_key: str, _choice: ModelChoice, _model: nn.Module):
-    return feature_layers(_choice, _model)
+def _layers(model_key: str, _network: Network, _model: nn.Module):
+    return feature_layers(_network, _model)
 
 
-def layer_choices(loaded: "LoadedModel") -> tuple[list[tuple[str, tuple]], list[tuple[str, tuple]]]:
+def layer_choices(built: BuiltNetwork) -> tuple[list[tuple[str, tuple]], list[tuple[str, tuple]]]:
     """(stages, every layer) with a spatial map, as (module path, C×H×W), cached per network."""
-    return _layers(loaded.cache_key, _choice=loaded.choice, _model=loaded.model)
+    return _layers(built.cache_key, _network=built.network, _model=built.model)
 
 
 # -- which weights ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class LoadedModel:
-    choice: ModelChoice
-    model: nn.Module  # shared: never train, hook or move it
-    weights_key: str  # "random" | "trained" | "pretrained" | "upload:<sha256>" (part of every cache key)
-    label: str  # what the page shows, e.g. "untrained (random weights)"
-    trained: bool
-    labels: list[str] | None  # class names
-
-    @property
-    def cache_key(self) -> str:
-        return f"{self.choice.kind}|{self.choice.key}|{self.weights_key}"
-
-    def label_of(self, index: int) -> str:
-        return self.labels[index] if self.labels and 0 <= index < len(self.labels) else f"class {index}"
-
-
-@st.cache_resource(show_spinner="Building the model…", max_entries=8)
-def _model(kind: str, key: str, weights_key: str, _data: bytes | None = None, _filename: str = "") -> nn.Module:
-    choice = ModelChoice(kind, key)
-    model = choice.build()
-    report = None
-    if weights_key == "pretrained":
-        if kind == "catalog":
-            report = weights.load_pretrained(model, key)
-        else:
-            report = weights.load_pretrained_backbone(model, choice.spec)
-    elif weights_key.startswith("upload:"):
-        report = weights.load_weights(model, _data, _filename)
-    # What the loader adapted (a prefix removed, fp16 converted, parts left random), for the badge to say; set
-    # before the model is shared, like spec_json.
-    model.__dict__["weights_notes"] = list(report.notes) if report is not None else []
-    return model.eval().requires_grad_(False)
-
-
-def _choice_id(choice: ModelChoice) -> str:
-    return f"{choice.kind}:{hashlib.sha1(choice.key.encode()).hexdigest()[:16]}"
+def _network_id(network: Network) -> str:
+    """The architecture, whatever its weights: uploads and switches are kept per architecture."""
+    return f"{network.kind}:{hashlib.sha1(network.key.encode()).hexdigest()[:16]}"
 
 
 def _mismatch_table(mismatches: list) -> None:
@@ -159,18 +144,18 @@ def _download(name: str) -> None:
         st.session_state.pop(f"run.download_error.{name}", None)
 
 
-def _pretrained_controls(choice: ModelChoice, page: str) -> bool:
-    """The "use pretrained weights" switch for this choice; True when they are wanted."""
-    name = choice.backbone_name
+def _pretrained_controls(network: Network, page: str) -> bool:
+    """The "use pretrained weights" switch for this network; True when they are wanted."""
+    name = network.backbone_name
     if not name or weights.weights_entry(name) is None:
         return False
-    what = "backbone" if choice.kind == "composition" else "weights"
-    if choice.kind == "composition":
-        wanted = st.toggle(f"Pretrained {what} ({catalog.info(name).weights})", value=choice.spec.backbone.pretrained,
-                           key=f"w.{page}.pretrained.{_choice_id(choice)}",
+    spec = network.spec
+    if spec is not None:  # the switch is part of the composition (also on Compose)
+        wanted = st.toggle(f"Pretrained backbone ({catalog.info(name).weights})", value=spec.backbone.pretrained,
+                           key=f"w.{page}.pretrained.{_network_id(network)}",
                            help="Part of the composition (also on Compose); the neck and head keep random weights.")
-        if wanted != choice.spec.backbone.pretrained:
-            set_spec(current_spec().replace(backbone={**current_spec().to_dict()["backbone"], "pretrained": wanted}))
+        if wanted != spec.backbone.pretrained:
+            set_spec(spec.replace(backbone={**spec.to_dict()["backbone"], "pretrained": wanted}))
             st.rerun()
     else:
         wanted = st.toggle(f"Pretrained weights ({catalog.info(name).weights})",
@@ -189,96 +174,90 @@ def _pretrained_controls(choice: ModelChoice, page: str) -> bool:
     return wanted
 
 
-def _upload_controls(choice: ModelChoice, page: str) -> None:
-    cid = _choice_id(choice)
+def _upload_controls(network: Network, page: str) -> None:
+    nid = _network_id(network)
     up = st.file_uploader("Upload weights for this network (.safetensors, or .pt / .pth saved from state_dict)",
-                          type=["safetensors", "pt", "pth", "bin"], key=f"w.{page}.weights.{cid}",
+                          type=["safetensors", "pt", "pth", "bin"], key=f"w.{page}.weights.{nid}",
                           help="Loaded with strict=True into the model the explorer builds; .pt files only with "
                                "weights_only=True (no code is run).")
-    if up is not None and st.session_state.get("run.upload_seen") != (cid, up.file_id):
-        st.session_state["run.upload_seen"] = (cid, up.file_id)
+    if up is not None and st.session_state.get("run.upload_seen") != (nid, up.file_id):
+        st.session_state["run.upload_seen"] = (nid, up.file_id)
         data = up.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         try:
-            _model(choice.kind, choice.key, f"upload:{digest}", _data=data, _filename=up.name)
+            built_network(network.with_upload(up.name, data, digest))
         except weights.WeightsError as e:  # kept without the exception: its traceback would hold the bytes
-            st.session_state["run.upload_error"] = (cid, str(e), e.mismatches)
+            st.session_state["run.upload_error"] = (nid, str(e), e.mismatches)
         else:
             kept = st.session_state.setdefault(_UPLOADS, {})
-            kept.pop(cid, None)
-            kept[cid] = (up.name, digest, data)
+            kept.pop(nid, None)
+            kept[nid] = (up.name, digest, data)
             while len(kept) > MAX_KEPT_UPLOADS:  # each edit of a composition is a new network: drop the oldest
                 kept.pop(next(iter(kept)))
             st.session_state.pop("run.upload_error", None)
     error = st.session_state.get("run.upload_error")
-    if error and error[0] == cid:
+    if error and error[0] == nid:
         st.error(md_escape(error[1]), icon=":material/error:")
         _mismatch_table(error[2])
-    kept = st.session_state.get(_UPLOADS, {}).get(cid)
-    if kept and st.button(f"Stop using {kept[0]}", key=f"w.{page}.forget.{cid}"):
-        st.session_state[_UPLOADS].pop(cid, None)
+    kept = st.session_state.get(_UPLOADS, {}).get(nid)
+    if kept and st.button(f"Stop using {kept[0]}", key=f"w.{page}.forget.{nid}"):
+        st.session_state[_UPLOADS].pop(nid, None)
         st.rerun()
 
 
-def loaded_model(choice: ModelChoice, page: str) -> LoadedModel:
-    """The weights panel (an expander headed by what the model holds) and the cached model it yields; a model too
-    large to run here, or one that cannot be built, stops the page with its sentence."""
+def loaded_network(network: Network, page: str) -> BuiltNetwork:
+    """The weights panel (an expander headed by what the model holds) and the cached network it yields, with the
+    weights chosen there; a network too large to run here, or one that cannot be built, stops the page with its
+    sentence."""
     try:
-        return _loaded_model(choice, page)
+        return _loaded_network(network, page)
     except ValueError as e:  # WeightsError is handled inside; this is a model the server will not build
         st.error(md_escape(str(e)), icon=":material/memory:")
         st.stop()
 
 
-def _loaded_model(choice: ModelChoice, page: str) -> LoadedModel:
-    cid = _choice_id(choice)
-    name = choice.backbone_name
+def _loaded_network(network: Network, page: str) -> BuiltNetwork:
     with st.expander("Weights", expanded=False, icon=":material/tune:") as box:
-        wanted = _pretrained_controls(choice, page)
-        _upload_controls(choice, page)
-    kept = st.session_state.get(_UPLOADS, {}).get(cid)
+        wanted = _pretrained_controls(network, page)
+        _upload_controls(network, page)
+    kept = st.session_state.get(_UPLOADS, {}).get(_network_id(network))
     if kept:
         filename, digest, data = kept
         try:
-            model = _model(choice.kind, choice.key, f"upload:{digest}", _data=data, _filename=filename)
+            return built_network(network.with_upload(filename, data, digest))
         except weights.WeightsError as e:  # evicted from the cache and no longer loads: say so, keep going
             st.error(md_escape(str(e)), icon=":material/error:")
-        else:
-            return LoadedModel(choice, model, f"upload:{digest}", f"uploaded weights: {filename}", True,
-                               choice.labels(pretrained=False))
-    if wanted and weights.cached_path(name) is not None:
+    if wanted and weights.cached_path(network.backbone_name) is not None:
         try:
-            model = _model(choice.kind, choice.key, "pretrained")
+            return built_network(network.with_pretrained())
         except weights.WeightsError as e:
             box.error(md_escape(str(e)), icon=":material/error:")
-        else:
-            whole = choice.kind == "catalog"
-            label = (f"pretrained: {catalog.info(name).weights}" if whole else
-                     f"pretrained backbone ({catalog.info(name).weights})")  # the notes say what stays random
-            return LoadedModel(choice, model, "pretrained", label, whole, choice.labels(pretrained=whole))
-    if choice.kind == "ready":
-        return LoadedModel(choice, _model(choice.kind, choice.key, "trained"), "trained",
-                           f"trained: {choice.ready.path.name}", True, choice.labels())
-    return LoadedModel(choice, _model(choice.kind, choice.key, "random"), "random", "untrained (random weights)",
-                       False, None)
+    return built_network(network)
 
 
-def network(page: str) -> tuple[ModelChoice, "LoadedModel"]:
-    """The top of each page that runs a network: which network, its weights panel, and one line saying what the
-    weights are. Returns the choice and the loaded (cached, shared) model."""
-    choice = model_choice(page)
-    if choice.kind == "ready":
-        st.caption(md_escape(choice.ready.description))
-    loaded = loaded_model(choice, page)
-    weights_badge(loaded)
-    return choice, loaded
+def network(page: str) -> BuiltNetwork:
+    """The top of each page that runs a network: which network, its weights panel, and one line saying which
+    network runs (composition, catalog or ready model) and what its weights are. Returns the built (cached,
+    shared) network."""
+    try:
+        chosen = chosen_network(page)
+    except ValueError as e:  # a link naming a model that is not there
+        st.error(md_escape(str(e)), icon=":material/error:")
+        st.stop()
+    if chosen.description:
+        st.caption(md_escape(chosen.description))
+    built = loaded_network(chosen, page)
+    weights_badge(built)
+    return built
 
 
-def weights_badge(loaded: LoadedModel) -> None:
-    """One line under the network choice: what the weights are; a warning colour when they are random."""
-    notes = loaded.model.__dict__.get("weights_notes") or []
-    text = md_escape(f"Weights: {loaded.label}" + (f" ({'; '.join(notes)})" if notes else ""))
-    if loaded.trained:
+def weights_badge(built: BuiltNetwork) -> None:
+    """One line under the network choice: which network runs and what its weights are (the loader's notes too);
+    a warning colour when they are not all trained."""
+    net = built.network
+    notes = built.notes
+    text = md_escape(f"{net.headline} · Weights: {net.weights_label}" + (f" ({'; '.join(notes)})" if notes else ""))
+    if net.fully_trained:
         st.caption(f":green-badge[:material/check: trained] {text}")
     else:
         st.caption(f":orange-badge[:material/warning: untrained] {text} — outputs, maps and attributions show what "
@@ -331,10 +310,11 @@ def _on_upload(key: str, single_key: str) -> None:
         st.session_state[single_key] = f"upload:{new[-1]}"
 
 
-def _sample_pictures(choice: ModelChoice) -> dict[str, tuple]:
-    """id -> (name, picture, true label or None, exact input or None, digit box or None) of the bundled samples."""
-    if choice.kind == "ready":
-        dataset, out = choice.ready.dataset, {}
+def _sample_pictures(network: Network) -> dict[str, tuple]:
+    """id -> (name, picture, true label or None, exact input or None, digit box or None) of the bundled samples:
+    the held-out digits of the data set a ready model was trained on, else scikit-image's photos."""
+    if network.dataset:
+        dataset, out = network.dataset, {}
         for i, y in digit_samples(dataset=dataset):
             x, _ = digit_input(i, dataset)
             out[f"digit:{i}"] = (f"held-out digit #{i} (a {y})", digit_image(i, dataset), str(y), x,
@@ -343,11 +323,11 @@ def _sample_pictures(choice: ModelChoice) -> dict[str, tuple]:
     return {f"photo:{n}": (title, None, None, None, None) for n, title in SAMPLES.items()}
 
 
-def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[InputImage]:
+def input_images(network: Network, page: str, multiple: bool = True) -> list[InputImage]:
     """Sample pictures (held-out digits for the digit model, scikit-image's photos otherwise) and the person's
     uploads (kept across pages), each with the model's own preprocessing; a file that cannot be used gets its
     sentence. ``multiple=False``: one picture, chosen from the samples and the uploads."""
-    samples = _sample_pictures(choice)
+    samples = _sample_pictures(network)
     uploads = {f"upload:{fid}": (name, picture, None, None, None)
                for fid, (name, picture) in st.session_state.get(_IMAGES, {}).items()}
     single_key = f"w.{page}.one"
@@ -363,10 +343,10 @@ def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[
                 st.session_state[_IMAGES] = {}
                 st.rerun()
     with c_pick:
-        what = "Digits" if choice.kind == "ready" else "Sample photos"
+        what = "Digits" if network.dataset else "Sample photos"
         if multiple:
-            default = list(samples)[:8] if choice.kind == "ready" else ["photo:chelsea"]
-            which = choice.key if choice.kind == "ready" else choice.kind  # each ready model has its own digits
+            default = list(samples)[:8] if network.dataset else ["photo:chelsea"]
+            which = network.key if network.kind == "ready" else network.kind  # each ready model has its own digits
             picked = st.multiselect(what, list(samples), default=default, key=f"w.{page}.samples.{which}",
                                     format_func=lambda k: samples[k][0],
                                     help="Your uploads are added to these.") + list(uploads)
@@ -385,12 +365,12 @@ def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[
         name, picture, truth, x, box = {**samples, **uploads}[k]
         if x is not None:
             out.append(InputImage(name, picture, x, "a held-out digit as in training: "
-                                  + DIGIT_SETS[choice.ready.dataset].about, truth, box))
+                                  + DIGIT_SETS[network.dataset].about, truth, box))
             continue
         if picture is None:
             picture = sample_image(k.split(":", 1)[1])
         try:
-            x, steps = choice.preprocess(picture)
+            x, steps = network.preprocess(picture)
         except (ImageError, SpecError) as e:
             st.error(md_escape(f"{name}: {e}"), icon=":material/broken_image:")
             continue
@@ -401,17 +381,18 @@ def input_images(choice: ModelChoice, page: str, multiple: bool = True) -> list[
 # -- cached attributions ---------------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=128)
 def _attribution(model_key: str, image_digest: str, method: str, target: int | None, layer: str | None,
-                 steps: int, window: int | None, _model: nn.Module, _x: torch.Tensor, _progress=None):
+                 steps: int, window: int | None, _built: BuiltNetwork, _x: torch.Tensor, _progress=None):
     from ..vis.attribution import attribute
 
-    return attribute(_model, _x, method, target=target, layer=layer, progress=_progress, steps=steps, window=window)
+    return attribute(_built.model, _x, method, target=target, layer=layer, progress=_progress, steps=steps,
+                     window=window, network=_built.network)
 
 
-def cached_attribution(loaded: LoadedModel, image: InputImage, method: str, target: int | None, layer: str | None,
+def cached_attribution(built: BuiltNetwork, image: InputImage, method: str, target: int | None, layer: str | None,
                        steps: int = 32, window: int | None = None, progress=None) -> torch.Tensor:
     """The (H, W) attribution map in [0, 1], computed once per model, weights, image and setting for everyone."""
-    return _attribution(loaded.cache_key, image.digest, method, target, layer, steps, window,
-                        _model=loaded.model, _x=image.x, _progress=progress)
+    return _attribution(built.cache_key, image.digest, method, target, layer, steps, window,
+                        _built=built, _x=image.x, _progress=progress)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -421,9 +402,9 @@ def _class_scores(model_key: str, image_digest: str, _model: nn.Module, _x: torc
     return predict(_model, _x, task="classification").probabilities[0]
 
 
-def class_scores(loaded: LoadedModel, image: InputImage) -> torch.Tensor:
+def class_scores(built: BuiltNetwork, image: InputImage) -> torch.Tensor:
     """The softmax over the classes (K,) for one image, computed once per model, weights and image."""
-    return _class_scores(loaded.cache_key, image.digest, _model=loaded.model, _x=image.x)
+    return _class_scores(built.cache_key, image.digest, _model=built.model, _x=image.x)
 
 
 @st.cache_data(show_spinner="Reading the attention blocks…", max_entries=64)
@@ -433,30 +414,30 @@ def _attention(model_key: str, image_digest: str, _model: nn.Module, _x: torch.T
     return attention_maps(_model, _x)
 
 
-def cached_attention(loaded: LoadedModel, image: InputImage) -> list:
+def cached_attention(built: BuiltNetwork, image: InputImage) -> list:
     """`explorer.vis.attribution.attention_maps` of one image, computed once per model, weights and image."""
-    return _attention(loaded.cache_key, image.digest, _model=loaded.model, _x=image.x)
+    return _attention(built.cache_key, image.digest, _model=built.model, _x=image.x)
 
 
 @st.cache_data(show_spinner="Computing the feature maps…", max_entries=64)
-def _feature_maps(model_key: str, image_digest: str, layer: str, _model: nn.Module, _x: torch.Tensor):
+def _feature_maps(model_key: str, image_digest: str, layer: str, _built: BuiltNetwork, _x: torch.Tensor):
     from ..vis.features import feature_maps
 
-    return feature_maps(_model, _x, layer)
+    return feature_maps(_built.model, _x, layer, network=_built.network)
 
 
-def cached_feature_maps(loaded: LoadedModel, image: InputImage, layer: str) -> torch.Tensor:
+def cached_feature_maps(built: BuiltNetwork, image: InputImage, layer: str) -> torch.Tensor:
     """The (C, H, W) output of ``layer`` for one image, computed once per model, weights, image and layer."""
-    return _feature_maps(loaded.cache_key, image.digest, layer, _model=loaded.model, _x=image.x)
+    return _feature_maps(built.cache_key, image.digest, layer, _built=built, _x=image.x)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _default_layer(model_key: str, shape: tuple, _model: nn.Module) -> str:
+def _default_layer(model_key: str, _built: BuiltNetwork) -> str:
     from ..vis.attribution import default_target_layer
 
-    return default_target_layer(_model, shape)
+    return default_target_layer(_built.model, _built.network.input_shape, network=_built.network)
 
 
-def default_cam_layer(loaded: LoadedModel) -> str:
+def default_cam_layer(built: BuiltNetwork) -> str:
     """Grad-CAM's default target: the last spatial layer of the backbone."""
-    return _default_layer(loaded.cache_key, tuple(loaded.choice.input_shape), _model=loaded.model)
+    return _default_layer(built.cache_key, _built=built)

@@ -10,22 +10,28 @@ import dataclasses
 from collections.abc import Mapping
 
 import streamlit as st
-import torch
 
 from .. import analyze, catalog
 from ..analysis import Analysis, AnalysisError
+from ..dtypes import DTYPES
 from .format import fmt_quoted, md_escape
 
 __all__ = ["DEFAULT_MODEL", "DTYPES", "MIN_SIDE", "MAX_SIDE", "Selection", "cached_analysis", "parse_query",
-           "init_selection", "current_selection", "set_selection", "sync_query_params", "query_params_for"]
+           "init_selection", "current_selection", "set_selection", "sync_query_params", "query_params_for",
+           "sync_url", "layers_source", "set_layers_source", "LAYERS_SOURCES", "seed_widget"]
 
 DEFAULT_MODEL = "resnet50"
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MIN_SIDE, MAX_SIDE = 1, 4096  # meta-device analysis is cheap, but the number box needs bounds
 
 # Session-state keys of the shared choice (prefixed so they never collide with a page's widget keys).
 _MODEL, _SIDE, _DTYPE, _URL_READ = "sel.model", "sel.side", "sel.dtype", "sel.url_read"
 _URL_ERRORS = "sel.url_errors"
+# Whether the catalog choice is in play (the link named a model, or the person chose one): only then does the
+# address bar carry model= / input= outside Layers, so a link copied on Compose opens Layers on the composition.
+_CHOSEN = "sel.chosen"
+# What Layers shows: the catalog model or the composition (committed like the rest, read by the page and the URL).
+_LAYERS = "sel.layers"
+LAYERS_SOURCES = ("catalog", "composition")
 
 
 @st.cache_data(show_spinner="Tracing the architecture on the meta device…", max_entries=256)
@@ -109,6 +115,7 @@ def init_selection() -> Selection:
     if not st.session_state.get(_URL_READ):
         sel, errors = parse_query({k: st.query_params.get(k) for k in ("model", "input")})
         set_selection(sel)
+        st.session_state[_CHOSEN] = bool(st.query_params.get("model") or st.query_params.get("input"))
         st.session_state[_URL_READ] = True
         st.session_state[_URL_ERRORS] = (errors, sel)
     # What was wrong with the link stays on screen (on every page) until the person changes the choice.
@@ -126,7 +133,32 @@ def current_selection() -> Selection:
 
 
 def set_selection(sel: Selection) -> None:
+    """Commit the catalog choice (a widget's callback, Zoo): Layers and the run pages show it from now on."""
     st.session_state[_MODEL], st.session_state[_SIDE], st.session_state[_DTYPE] = sel.model, sel.side, sel.dtype
+    st.session_state[_CHOSEN] = True
+
+
+def seed_widget(key: str, value) -> None:
+    """A widget shows the committed value: set in session state before it is drawn (only when it differs)."""
+    if st.session_state.get(key) != value:
+        st.session_state[key] = value
+
+
+def layers_source() -> str:
+    """"catalog" or "composition": what Layers shows. A session opened with a composition in its link and no
+    catalog model (``?spec=…``) starts on the composition; any other starts on the catalog model."""
+    if _LAYERS not in st.session_state:
+        from .composition import spec_arrived
+
+        arrived = spec_arrived() and not st.session_state.get(_CHOSEN)
+        st.session_state[_LAYERS] = "composition" if arrived else "catalog"
+    return st.session_state[_LAYERS]
+
+
+def set_layers_source(source: str) -> None:
+    if source not in LAYERS_SOURCES:
+        raise ValueError(f"Layers shows one of {', '.join(LAYERS_SOURCES)}; got {source!r}.")
+    st.session_state[_LAYERS] = source
 
 
 def sync_query_params(sel: Selection) -> None:
@@ -134,3 +166,22 @@ def sync_query_params(sel: Selection) -> None:
     for key, value in query_params_for(sel).items():
         if st.query_params.get(key) != value:
             st.query_params[key] = value
+
+
+def sync_url(page: str = "") -> None:
+    """Once per run, after the callbacks committed and before the page draws: the address bar names what is
+    committed — always the composition (``spec``), and the catalog model (``model``, ``input``) where it is in
+    play: on Layers when Layers shows it, elsewhere once the link or the person chose one. Other parameters (a
+    run page's ``source``) are left alone."""
+    from .composition import current_spec
+
+    url = current_spec().to_url()
+    if st.query_params.get("spec") != url:
+        st.query_params["spec"] = url
+    catalog_shown = layers_source() == "catalog" if page == "layers" else bool(st.session_state.get(_CHOSEN))
+    if catalog_shown:
+        sync_query_params(current_selection())
+    else:
+        for key in ("model", "input"):
+            if key in st.query_params:
+                del st.query_params[key]

@@ -9,9 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis import Analysis
-from .format import fmt_rf, fmt_shape
+from .format import fmt_int, fmt_pair, fmt_rf, fmt_shape
 
-__all__ = ["layer_table", "stage_table", "stage_frame", "LAYER_EXTRAS", "LAYER_EXTRAS_DEFAULT"]
+__all__ = ["layer_table", "stage_table", "stage_frame", "LAYER_EXTRAS", "LAYER_EXTRAS_DEFAULT", "part_rows",
+           "level_rows", "PARTS"]
+
+PARTS = ("backbone", "neck", "head")  # the three parts of a composed model (explorer.compose)
 
 _INT = "%,d"
 _ROW_PX = 35  # st.dataframe's default row height
@@ -132,3 +135,17 @@ def stage_table(a: Analysis, depth: int = 1, biases: bool = True, max_rows: int 
     st.dataframe(df, column_order=order, column_config=config, hide_index=True, key=key,
                  height=_height(len(df), max_rows))
     return df
+
+
+def part_rows(a: Analysis) -> list:
+    """A composition's costs per part (backbone, neck, head), as Compose shows them."""
+    parts = [s for s in a.stages() if s.name in PARTS] or a.stages()
+    return [{"part": s.name, "params": fmt_int(s.params), "trainable": fmt_int(s.trainable),
+             "MACs": fmt_int(s.macs), "activations": fmt_int(s.activations)} for s in parts]
+
+
+def level_rows(a: Analysis) -> list:
+    """The receptive field at each output level: the neck's outputs where there is a neck, else the model's."""
+    levels = a.output_levels("neck") if "neck" in a.modules else a.output_levels("")
+    return [{"level": l["name"], "shape": fmt_shape(l["output_shape"]),
+             "receptive field": fmt_rf(l["rf"], l["is_global"]), "jump": fmt_pair(l["jump"])} for l in levels]

@@ -6,7 +6,8 @@ import streamlit as st
 from .. import catalog
 from ..analysis import min_input_size
 from .format import fmt_shape
-from .state import DTYPES, MAX_SIDE, MIN_SIDE, Selection, current_selection, default_side, set_selection
+from .state import (DTYPES, MAX_SIDE, MIN_SIDE, Selection, current_selection, default_side, seed_widget,
+                    set_selection)
 
 __all__ = ["model_label", "model_picker", "side_input", "dtype_picker", "input_fix_buttons"]
 
@@ -21,10 +22,8 @@ def model_label(name: str) -> str:
     return f"{name} — {mi.family} ({mi.year})"
 
 
-def _seed(key: str, value) -> None:
-    # Also after a change made elsewhere (the URL, another page): the shared selection wins.
-    if st.session_state.get(key) != value:
-        st.session_state[key] = value
+# Also after a change made elsewhere (the URL, another page, Zoo): the shared selection wins.
+_seed = seed_widget
 
 
 def _on_model_change() -> None:

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from .. import catalog, zoo
-from .state import Selection, current_selection, default_side, set_selection
+from .state import Selection, current_selection, default_side, query_params_for, set_layers_source, set_selection
 
 __all__ = ["zoo_table", "zoo_dataframe", "open_in_layers", "open_in_compose", "LAYERS_PAGE", "COMPOSE_PAGE"]
 
@@ -43,8 +43,12 @@ def zoo_dataframe(df: pd.DataFrame, key: str | None = None, max_rows: int = 16) 
 
 def open_in_layers(name: str) -> None:
     """Make ``name`` (at its own input size, in the dtype on screen) the shared choice and go to Layers."""
-    set_selection(Selection(name, default_side(name), current_selection().dtype))
-    st.switch_page(LAYERS_PAGE)
+    from .composition import current_spec
+
+    sel = Selection(name, default_side(name), current_selection().dtype)
+    set_selection(sel)
+    set_layers_source("catalog")
+    st.switch_page(LAYERS_PAGE, query_params={"spec": current_spec().to_url(), **query_params_for(sel)})
 
 
 def open_in_compose(name: str) -> None:
@@ -52,10 +56,12 @@ def open_in_compose(name: str) -> None:
     from ..spec import ArchitectureSpec
     from .composition import set_spec
 
+    from .settings import default_head
+
     c, h, w = catalog.info(name).input_size
-    set_spec(ArchitectureSpec.from_dict({"task": "classification", "input": {"channels": c, "height": h, "width": w},
-                                         "backbone": {"name": name},
-                                         "head": {"kind": "classification", "num_classes": catalog.info(name).num_classes}}))
-    for key in [k for k in st.session_state if str(k).startswith("compose.")]:
-        del st.session_state[key]  # Compose's widgets re-seed from the new composition
-    st.switch_page(COMPOSE_PAGE)
+    head = default_head("classification")
+    spec = ArchitectureSpec.from_dict({"task": "classification", "input": {"channels": c, "height": h, "width": w},
+                                       "backbone": {"name": name},
+                                       "head": {"kind": head, "num_classes": catalog.info(name).num_classes}})
+    set_spec(spec)  # committed: Compose's widgets follow it (explorer.ui.draft), the link carries it
+    st.switch_page(COMPOSE_PAGE, query_params={"spec": spec.to_url()})

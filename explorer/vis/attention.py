@@ -18,11 +18,11 @@ def channel_weights_figure(weights, title: str = "") -> go.Figure:
     return fig
 
 
-def gates_overview_figure(entries: list[dict]) -> go.Figure | None:
+def gates_overview_figure(entries: list) -> go.Figure | None:
     """Heatmap: one row per attention block with channel weights, channels along x (blocks of different width
     leave the rest blank). None when no block has channel weights."""
-    rows = [(e["path"], np.asarray(e["channel"], dtype=np.float64).ravel()) for e in entries
-            if e.get("channel") is not None]
+    rows = [(e.path, np.asarray(e.channel, dtype=np.float64).ravel()) for e in entries
+            if e.channel is not None]
     if not rows:
         return None
     width = max(len(w) for _, w in rows)

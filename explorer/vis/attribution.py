@@ -5,9 +5,15 @@ All methods are captum's, each run on a `private_copy` of the model: captum regi
 reads (and Guided Backprop on every ReLU), which on a model shared between sessions would fire in every
 session's forward. The copy shares the weights; gradients are taken with respect to the input (or a layer's
 output) only, so the shared parameters are never touched. No streamlit here.
+
+``network`` (an `explorer.network.Network`, optional everywhere) says what the module cannot: its task (a
+regression or embedding head is N×K too, but not class scores), the part Grad-CAM's default layer comes from
+(a composition's backbone) and where a graph-traced backbone comes from. Without it a model is taken as a
+classifier whose every layer counts.
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Callable, Optional
 
@@ -20,7 +26,7 @@ from .features import as_batch, spatial_layers
 from ..describe import describe_output
 from .private import attach_taps, private_copy
 
-__all__ = ["METHODS", "default_target_layer", "grad_cam", "attribute", "predicted_class", "attention_maps",
+__all__ = ["AttentionMap", "METHODS", "default_target_layer", "grad_cam", "attribute", "predicted_class", "attention_maps",
            "overlay"]
 
 METHODS = ("Grad-CAM", "Integrated Gradients", "Occlusion", "Saliency", "Guided Backprop")
@@ -33,17 +39,19 @@ OCCLUSION_BATCH = 16  # occluded images per forward
 
 
 # -- the target layer and class ----------------------------------------------------------------------------------
-def _is_composed(model: nn.Module) -> bool:
-    return hasattr(model, "backbone") and hasattr(model, "head") and hasattr(model, "spec_json")
+def _origins(network) -> dict:
+    return dict(network.graph_origins) if network is not None else {}
 
 
-def default_target_layer(model: nn.Module, input_shape) -> str:
+def default_target_layer(model: nn.Module, input_shape, *, network=None) -> str:
     """The layer Grad-CAM reads by default: the last module (in forward order) with an N×C×H×W output of more
-    than one position; for a composed model only the backbone's modules count. On ResNet that is ``layer4``,
-    on LeNet-5 the last pooling (5×5), after which the convolution C5 leaves one position."""
-    layers = spatial_layers(model, input_shape)
-    if _is_composed(model):
-        layers = [(p, s) for p, s in layers if p.startswith("backbone.")]
+    than one position, among the modules of ``network.cam_scope`` (a composition's backbone; default: all). On
+    ResNet that is ``layer4``, on LeNet-5 the last pooling (5×5), after which the convolution C5 leaves one
+    position."""
+    layers = spatial_layers(model, input_shape, network=network)
+    scope = network.cam_scope if network is not None else ""
+    if scope:
+        layers = [(p, s) for p, s in layers if p.startswith(scope)]
     maps = [p for p, s in layers if s[1] * s[2] > 1]
     if not maps:
         raise ValueError("The model has no layer with a spatial map of more than one position at this input, "
@@ -51,14 +59,8 @@ def default_target_layer(model: nn.Module, input_shape) -> str:
     return maps[-1]
 
 
-def _task(model: nn.Module) -> str:
-    import json
-
-    return json.loads(model.spec_json).get("task", "classification") if _is_composed(model) else "classification"
-
-
-def _scores(model: nn.Module, out, method: str) -> torch.Tensor:
-    task = _task(model)
+def _scores(out, method: str, network=None) -> torch.Tensor:
+    task = network.task if network is not None else "classification"
     if task != "classification":  # a regression or embedding head is N×K too, but not class scores
         raise ValueError(f"{method} needs class scores, but this is a {task} model; use a classification model.")
     if isinstance(out, torch.Tensor) and out.dim() == 2:
@@ -77,12 +79,12 @@ def _target(scores: torch.Tensor, target: Optional[int]) -> int:
     return target
 
 
-def predicted_class(model: nn.Module, x: torch.Tensor) -> int:
+def predicted_class(model: nn.Module, x: torch.Tensor, *, network=None) -> int:
     """Index of the highest class score of the first image."""
     net = private_copy(model)
     with torch.inference_mode():
         out = net(as_batch(model, x)[:1])
-    return _target(_scores(model, out, "Predicting a class"), None)
+    return _target(_scores(out, "Predicting a class", network), None)
 
 
 def _unit(heat: torch.Tensor) -> torch.Tensor:
@@ -96,19 +98,19 @@ def _unit(heat: torch.Tensor) -> torch.Tensor:
 
 # -- Grad-CAM ----------------------------------------------------------------------------------------------------
 def grad_cam(model: nn.Module, x: torch.Tensor, target: Optional[int] = None,
-             layer: Optional[str] = None) -> torch.Tensor:
+             layer: Optional[str] = None, *, network=None) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al., 2017) of class ``target`` (default: the predicted class) for the first image
     of ``x``: ReLU(Σ_c mean-gradient_c · activation_c) at ``layer`` (default `default_target_layer`),
     upsampled bilinearly to the input's size and scaled to max 1. float32 CPU (H, W) in [0, 1]."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     xb = as_batch(model, x)[:1]
-    layer = layer or default_target_layer(model, tuple(xb.shape[1:]))
+    layer = layer or default_target_layer(model, tuple(xb.shape[1:]), network=network)
     net = private_copy(model)
     seen: dict = {}
-    tap = attach_taps(net, [layer], lambda path, out: seen.__setitem__("out", out))[layer]
+    tap = attach_taps(net, [layer], lambda path, out: seen.__setitem__("out", out), origins=_origins(network))[layer]
     with torch.inference_mode():  # the class to explain, and a check that the layer has a map
-        cls = _target(_scores(model, net(xb), "Grad-CAM"), target)
+        cls = _target(_scores(net(xb), "Grad-CAM", network), target)
     out = seen.get("out")
     if not isinstance(out, torch.Tensor) or out.dim() != 4:
         what = "did not run" if "out" not in seen else f"outputs {describe_output(seen['out'])}"
@@ -150,7 +152,7 @@ def _occlusion_counts(hw: tuple, window: int, stride: int) -> int:
 
 def attribute(model: nn.Module, x: torch.Tensor, method: str, target: Optional[int] = None,
               layer: Optional[str] = None, progress: Optional[Callable[[float], None]] = None, steps: int = 32,
-              window: Optional[int] = None) -> torch.Tensor:
+              window: Optional[int] = None, *, network=None) -> torch.Tensor:
     """Attribution map of class ``target`` (default: predicted) for the first image of ``x`` by ``method`` (one
     of `METHODS`): float32 CPU (H, W) in [0, 1], scaled by its maximum.
 
@@ -171,13 +173,13 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: Optional[i
     report = progress if progress is not None else (lambda f: None)
     report(0.0)
     if method == "Grad-CAM":
-        heat = grad_cam(model, x, target=target, layer=layer)
+        heat = grad_cam(model, x, target=target, layer=layer, network=network)
         report(1.0)
         return heat
     xb = as_batch(model, x)[:1]
     net = private_copy(model)
     with torch.inference_mode():
-        cls = _target(_scores(model, net(xb), method), target)
+        cls = _target(_scores(net(xb), method, network), target)
     h, w = xb.shape[-2:]
     inp = xb.clone()
     with torch.enable_grad():
@@ -224,16 +226,28 @@ def _attention_kind(module: nn.Module) -> Optional[str]:
     if isinstance(module, CBAM):
         return "CBAM"
     if isinstance(module, ChannelAttention):
-        return "channel"
+        return "channel attention"
     if isinstance(module, SpatialAttention):
-        return "spatial"
+        return SPATIAL
     return None
 
 
-def attention_maps(model: nn.Module, x: torch.Tensor) -> list[dict]:
-    """The gates of every attention module for the first image of ``x``, in forward order: a dict per module
-    ``{"path", "kind": "SE" | "CBAM" | "channel" | "spatial", "channel": C weights in [0, 1] or None,
-    "spatial": (h, w) map in [0, 1] or None}`` (float32 CPU).
+SPATIAL = "spatial attention"  # the label of a gate that gives a map, not channel weights
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionMap:
+    """The gates of one attention module for one image (float32 CPU tensors)."""
+
+    path: str
+    kind: str  # "SE" | "CBAM" | "channel attention" | "spatial attention"
+    channel: Optional[torch.Tensor]  # C weights in [0, 1], or None
+    spatial: Optional[torch.Tensor]  # (h, w) map in [0, 1], or None
+
+
+def attention_maps(model: nn.Module, x: torch.Tensor) -> list[AttentionMap]:
+    """The gates of every attention module for the first image of ``x``, in forward order: an `AttentionMap` per
+    module.
 
     Covers explorer's SE / ChannelAttention / SpatialAttention / CBAM and torchvision's SqueezeExcitation
     (MobileNetV3, EfficientNet, RegNetY); a CBAM's own channel and spatial parts are not listed again. The gates
@@ -255,15 +269,14 @@ def attention_maps(model: nn.Module, x: torch.Tensor) -> list[dict]:
             inp = args[0]
             if kind == "CBAM":
                 channel, spatial = module.attention(inp)
-            elif kind == "spatial":
+            elif kind == SPATIAL:
                 channel, spatial = None, module.attention(inp)
             else:
                 gate = module._scale(inp) if not hasattr(module, "attention") else module.attention(inp)
                 channel, spatial = gate, None
-            results[path] = {
-                "path": path, "kind": kind,
-                "channel": None if channel is None else channel[0].flatten().float().cpu().clone(),
-                "spatial": None if spatial is None else spatial[0, 0].float().cpu().clone()}
+            results[path] = AttentionMap(
+                path, kind, channel=None if channel is None else channel[0].flatten().float().cpu().clone(),
+                spatial=None if spatial is None else spatial[0, 0].float().cpu().clone())
             order.append(path)
         return hook
 
@@ -280,7 +293,8 @@ def attention_maps(model: nn.Module, x: torch.Tensor) -> list[dict]:
     for p in sorted(results, key=first.__getitem__):
         entry = results[p]
         # Plain tensors for the caller (outside inference mode).
-        out.append({k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in entry.items()})
+        out.append(dataclasses.replace(entry, channel=None if entry.channel is None else entry.channel.clone(),
+                                       spatial=None if entry.spatial is None else entry.spatial.clone()))
     return out
 
 

@@ -75,8 +75,16 @@ def _rows(a: Analysis, part: str, expand: bool) -> list:
     stages = [s for s in a.stages(depth=depth) if not part or s.name.startswith(part + ".")]
     if part and not stages:  # a part with no children of its own (an identity neck)
         stages = [s for s in a.stages(depth=1) if s.name == part]
-    # Catalog backbones sit under backbone.body.<stage>: open that level instead of one "body" box.
-    if len(stages) == 1 and part and stages[0].name.endswith(".body"):
-        stages = [s for s in a.stages(depth=depth + 1) if s.name.startswith(stages[0].name + ".")]
-    return [(s.name.split(".", 2)[-1] if part else s.name, s.kind, s.output_shape, s.params, s.macs, s.rf,
+    # A composition's backbone stages sit one level further down (compose.STAGE_PREFIX): open that level
+    # instead of one box for the whole body.
+    from ..compose import STAGE_PREFIX
+
+    if len(stages) == 1 and part and stages[0].name + "." == STAGE_PREFIX:
+        stages = [s for s in a.stages(depth=depth + 1) if s.name.startswith(STAGE_PREFIX)]
+    return [(_short(s.name, STAGE_PREFIX) if part else s.name, s.kind, s.output_shape, s.params, s.macs, s.rf,
              s.is_global) for s in stages]
+
+
+def _short(name: str, stage_prefix: str) -> str:
+    """A stage's name inside its part's box: "layer1" for a backbone stage, "fpn" for "neck.fpn"."""
+    return name[len(stage_prefix):] if name.startswith(stage_prefix) else name.split(".", 1)[-1]

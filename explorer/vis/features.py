@@ -1,6 +1,7 @@
 """Feature maps: what one layer of a network outputs for an image, channel by channel.
 
-A layer is named by its dotted module path ("features.3", "backbone.body.layer1"), as in ``named_modules``.
+A layer is named by its dotted module path, as in ``named_modules`` ("features.3"; a composition's backbone stage
+is at `compose.stage_path`).
 The model may be shared between sessions, so every forward here runs on a `private_copy` with taps on the copy
 (see `explorer.vis.private` for why hooks on the shared model are not allowed). No streamlit here.
 """
@@ -31,13 +32,20 @@ def as_batch(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.detach().to(device=device, dtype=dtype)
 
 
-def feature_maps(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+def _origins(network) -> dict:
+    """fx graph module path -> catalog model it was traced from, as the network describes it (`attach_taps`)."""
+    return dict(network.graph_origins) if network is not None else {}
+
+
+def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, *, network=None) -> torch.Tensor:
     """Output of module ``layer`` for input ``x`` (C×H×W or N×C×H×W): a float32 CPU (C, H, W) tensor of the
     first image.
 
     A tuple / dict output gives its first tensor; an N×C vector (after global pooling, a classifier) comes back
     as (C, 1, 1). Token sequences (N×L×C) have no spatial map: ValueError, as for an unknown layer. A layer that
-    runs several times (a shared ReLU) gives its last call. Runs under ``torch.inference_mode``."""
+    runs several times (a shared ReLU) gives its last call. Runs under ``torch.inference_mode``.
+    ``network`` (an `explorer.network.Network`): where its graph-traced backbone comes from, so a stage's output
+    is found exactly."""
     xb = as_batch(model, x)
     net = private_copy(model)
     seen: dict = {}
@@ -48,7 +56,7 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
         seen["out"] = t.detach().clone() if t is not None else None
         seen["raw"] = out
 
-    attach_taps(net, [layer], record)
+    attach_taps(net, [layer], record, origins=_origins(network))
     with torch.inference_mode():
         net(xb)
     if "out" not in seen:
@@ -141,30 +149,31 @@ _SPATIAL: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictiona
 _SPATIAL_LOCK = threading.Lock()
 
 
-def spatial_layers(model: nn.Module, input_shape) -> list[tuple[str, tuple]]:
+def spatial_layers(model: nn.Module, input_shape, *, network=None) -> list[tuple[str, tuple]]:
     """(module path, output shape C×H×W) of every module whose output is an N×C×H×W tensor, in forward order
     (when each finishes; a module run several times counts at its last call, with that call's shape).
 
     One forward of a private copy on a zero input of ``input_shape`` (C×H×W), remembered per model and shape.
-    Works for composed models with any head (their graph-traced backbones included). A channels-last grid
-    (Swin's N×H×W×C) is listed as it comes."""
+    Works for composed models with any head (their graph-traced backbones included; ``network`` says where such
+    a backbone comes from, as for `feature_maps`). A channels-last grid (Swin's N×H×W×C) is listed as it comes."""
     shape = tuple(int(s) for s in input_shape)
     if len(shape) == 4:
         shape = shape[1:]
     if len(shape) != 3:
         raise ValueError(f"Give the input shape as C×H×W, not {shape_text(shape)}.")
     device, dtype = model_device_dtype(model)
-    key = (shape, str(device), dtype)
+    origins = _origins(network)
+    key = (shape, str(device), dtype, tuple(sorted(origins.items())))
     with _SPATIAL_LOCK:
         found = _SPATIAL.get(model, {}).get(key)
     if found is None:
-        found = _spatial_layers(model, shape, device, dtype)
+        found = _spatial_layers(model, shape, device, dtype, origins)
         with _SPATIAL_LOCK:
             _SPATIAL.setdefault(model, {})[key] = found
     return list(found)
 
 
-def _spatial_layers(model, shape, device, dtype) -> tuple:
+def _spatial_layers(model, shape, device, dtype, origins: dict) -> tuple:
     net = private_copy(model)
     seen: dict = {}
 
@@ -177,7 +186,7 @@ def _spatial_layers(model, shape, device, dtype) -> tuple:
 
     order: list = []
     paths = [p for p, _ in net.named_modules() if p]
-    attach_taps(net, paths, record)
+    attach_taps(net, paths, record, origins=origins)
     try:
         with torch.inference_mode():
             net(torch.zeros((1,) + shape, device=device, dtype=dtype))

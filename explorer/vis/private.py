@@ -17,7 +17,6 @@ graph node whose qualified name lies under the path) and an identity tap is spli
 from __future__ import annotations
 
 import copy
-import json
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -105,15 +104,13 @@ def _common(a: str, b: str) -> str:
     return ".".join(out)
 
 
-def _qualnames(root: nn.Module, gm_path: str, gm: fx.GraphModule) -> dict:
-    """fx node -> qualified module path (relative to ``gm``) for every computing node of ``gm``'s graph."""
+def _qualnames(gm: fx.GraphModule, origin: Optional[str]) -> dict:
+    """fx node -> qualified module path (relative to ``gm``) for every computing node of ``gm``'s graph;
+    ``origin``: the catalog model ``gm`` was traced from, if known."""
     nodes = [n for n in gm.graph.nodes if n.op not in ("placeholder", "output")]
-    spec = getattr(root, "spec_json", None)
-    if gm_path == "backbone.body" and isinstance(spec, str):
-        name = json.loads(spec).get("backbone", {}).get("name")
-        traced = _traced_qualnames(name) if name and name != "custom" else {}
-        if traced and all(n.name in traced for n in nodes):
-            return {n: traced[n.name] for n in nodes}
+    traced = _traced_qualnames(origin) if origin else {}
+    if traced and all(n.name in traced for n in nodes):
+        return {n: traced[n.name] for n in nodes}
     # Unknown origin: a call of a module is that module; any other op belongs to the deepest container shared
     # by the module calls around it (a residual add at a block's end may be attributed one level too high).
     calls = [i for i, n in enumerate(nodes) if n.op == "call_module"]
@@ -146,10 +143,10 @@ def _graph_owner(net: nn.Module, path: str):
     return None
 
 
-def _splice(net: nn.Module, gm_path: str, gm: fx.GraphModule, items: list) -> None:
+def _splice(gm: fx.GraphModule, items: list, origin: Optional[str]) -> None:
     """Insert taps for ``items`` = [(relative path, Tap)] into ``gm``'s graph (a private copy's); a path with no
     node at all (never computed) gets no tap and so never reports."""
-    qual = _qualnames(net, gm_path, gm)
+    qual = _qualnames(gm, origin)
     order = list(qual)
     ends: dict = {}
     for rel, tap in items:
@@ -172,11 +169,14 @@ def _splice(net: nn.Module, gm_path: str, gm: fx.GraphModule, items: list) -> No
         gm.recompile()
 
 
-def attach_taps(net: nn.Module, paths, callback: Optional[Callable] = None) -> dict:
+def attach_taps(net: nn.Module, paths, callback: Optional[Callable] = None,
+                origins: Optional[dict] = None) -> dict:
     """Route the output of each module path of the private copy ``net`` through a `Tap` (returned by path).
 
     Must only be given a private copy. A module that runs several times reports each call. Raises ValueError
-    naming an unknown path."""
+    naming an unknown path. ``origins``: fx graph module path -> the catalog model it was traced from
+    (`explorer.network.Network.graph_origins`), whose node names place a tap exactly; without it a graph's
+    containers are placed by their neighbours (a residual add at a block's end may fall one level too high)."""
     taps: dict = {}
     spliced: dict = {}
     for path in paths:
@@ -193,6 +193,6 @@ def attach_taps(net: nn.Module, paths, callback: Optional[Callable] = None) -> d
             gm_path, gm, rel = owner
             spliced.setdefault(gm_path, (gm, []))[1].append((rel, tap))
     for gm_path, (gm, items) in spliced.items():
-        _splice(net, gm_path, gm, items)
+        _splice(gm, items, (origins or {}).get(gm_path))
     return taps
 

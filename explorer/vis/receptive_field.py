@@ -10,7 +10,6 @@ No streamlit here. ``effective_rf`` never registers anything on the model it is 
 """
 from __future__ import annotations
 
-import copy
 import functools
 import threading
 import weakref
@@ -25,14 +24,13 @@ from .. import images as _images
 from torch import nn
 
 from ..analysis import GLOBAL, Analysis
+from .private import private_copy
 
-__all__ = ["SAMPLE_IMAGES", "rf_curve", "stage_table", "rf_warnings", "theoretical_box", "effective_rf",
+__all__ = ["SAMPLE_IMAGES", "stage_table", "rf_warnings", "theoretical_box", "effective_rf",
            "output_size", "spatial_stages", "default_stage", "unit_centre",
            "sample_images", "center_crop", "to_input", "read_image", "rgb_uint8"]
 
 MISSING = "—"  # a stage the model does not have
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_IMAGE_PIXELS = _images.MAX_PIXELS  # an upload larger than this is refused before it is decoded
 
 # scikit-image's sample photos that ship inside the package (no download): name -> title.
@@ -56,23 +54,6 @@ def _is_spatial(m: Mapping) -> bool:
 
 
 # -- per layer ------------------------------------------------------------------------------------------------
-def rf_curve(analysis: Analysis) -> pd.DataFrame:
-    """One row per layer call that has a receptive field, in forward order: index (position in
-    ``analysis.layers``, the input is 0), layer, kind, rf_h, rf_w, jump_h, jump_w, is_global.
-
-    rf_h / rf_w are the convolutional-path field (kept where the field is global, flagged by ``is_global``)."""
-    recs = []
-    for idx, row in enumerate(analysis.layers):
-        if row.rf is None:
-            continue
-        jh, jw = row.jump if row.jump is not None else (None, None)
-        recs.append({"index": idx, "layer": row.name, "kind": row.kind, "rf_h": _num(row.rf[0]),
-                     "rf_w": _num(row.rf[1]), "jump_h": _num(jh), "jump_w": _num(jw),
-                     "is_global": bool(row.is_global)})
-    return pd.DataFrame.from_records(
-        recs, columns=["index", "layer", "kind", "rf_h", "rf_w", "jump_h", "jump_w", "is_global"])
-
-
 # -- per stage, several models side by side --------------------------------------------------------------------
 def _stage_cell(a: Analysis, path: str):
     if path not in a.modules:
@@ -257,11 +238,9 @@ def _extractor(model: nn.Module, node: str) -> nn.Module:
         per_model = _EXTRACTORS.setdefault(model, {})
         if node not in per_model:
             # create_feature_extractor switches its model to train() and back to trace both graphs; on a shared
-            # model another session would run in training mode meanwhile. So trace a shell: new module objects
-            # holding the very same parameter and buffer tensors (nothing copied, nothing registered on `model`).
-            shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
-            shell = copy.deepcopy(model, memo=shared).eval()
-            per_model[node] = create_feature_extractor(shell, return_nodes={node: "out"}).eval()
+            # model another session would run in training mode meanwhile. So trace a private copy (the very same
+            # tensors, nothing registered on `model`).
+            per_model[node] = create_feature_extractor(private_copy(model), return_nodes={node: "out"}).eval()
         return per_model[node]
 
 
@@ -331,29 +310,23 @@ def rgb_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the shorter side is ``size`` (antialiased), then cut the centre size×size: uint8 size×size×3.
-    This is the picture the network sees, so boxes and heatmaps are drawn on it."""
+    """The picture the network sees, as uint8 size×size×3: `explorer.images.resize_crop` (the shorter side resized,
+    bilinear, then the centre cut), the one path every page takes, so boxes and heatmaps are drawn on it."""
     from PIL import Image
 
-    a = rgb_uint8(img)
-    h, w = a.shape[:2]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    pil = Image.fromarray(a).resize((nw, nh), Image.BICUBIC)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return np.asarray(pil.crop((left, top, left + size, top + size)))
+    return np.asarray(_images.resize_crop(Image.fromarray(rgb_uint8(img)), (size, size)))
 
 
-def to_input(img: np.ndarray, size: int, channels: int = 3) -> torch.Tensor:
-    """(1, channels, size, size) float tensor: `center_crop`, then ImageNet normalisation (grey for 1 channel)."""
-    t = torch.from_numpy(center_crop(img, size).copy()).permute(2, 0, 1).float() / 255.0
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-    if channels == 1:
-        grey = (t * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
-        return ((grey - mean.mean()) / std.mean()).unsqueeze(0)
-    if channels != 3:
-        raise ValueError(f"Can only feed 1 or 3 channels from a photo, not {channels}.")
-    return ((t - mean) / std).unsqueeze(0)
+def to_input(img: np.ndarray, size: int, channels: int = 3, model_name: Optional[str] = None) -> torch.Tensor:
+    """(1, channels, size, size) float tensor through `explorer.images.resize_crop_normalise`, with the
+    normalisation of ``model_name``'s published weights where it has them (else ImageNet's for three channels,
+    0.5 / 0.5 for one, grey)."""
+    from PIL import Image
+
+    mean, std = _images.weights_statistics(model_name)
+    x, _ = _images.resize_crop_normalise(Image.fromarray(rgb_uint8(img)), (channels, size, size), mean, std,
+                                         model_name=model_name or "This model")
+    return x
 
 
 def read_image(data: bytes, filename: str = "upload") -> np.ndarray:

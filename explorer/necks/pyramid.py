@@ -1,30 +1,6 @@
-"""Necks: what sits between a backbone's multi-scale features and a task head.
+"""Multi-scale necks that fuse the backbone's levels: FPN, PANet, BiFPN.
 
-Written in the style of ``torchvision.models``: small ``nn.Module`` classes and one builder,
-:func:`build_neck`. Every neck
-
-* takes the backbone output as an ``OrderedDict[str, Tensor]`` ordered fine → coarse (the order
-  ``torchvision.models.feature_extraction.create_feature_extractor`` returns) and returns an
-  ``OrderedDict`` with the same keys in the same order;
-* has ``out_channels: list[int]``, the channel count of each output level, so a head can be sized
-  without running anything;
-* builds under ``with torch.device("meta"):`` and runs on meta tensors: forward has no ``.item()``,
-  ``.tolist()`` or branches on tensor values (branches on *shapes* are fine, shapes are static).
-
-Kinds (see :data:`NECK_KINDS`):
-
-``none``
-    identity.
-``se`` / ``cbam`` / ``spatial``
-    one attention gate per level, channels unchanged: Squeeze-and-Excitation (Hu et al., 2018), CBAM
-    (Woo et al., 2018), or CBAM's spatial gate alone.
-``fpn``
-    Feature Pyramid Network (Lin et al., 2017): top-down path with lateral 1×1 connections.
-``panet``
-    FPN plus PANet's bottom-up path augmentation (Liu et al., 2018).
-``bifpn``
-    EfficientDet's BiFPN (Tan et al., 2020): repeated top-down + bottom-up layers with learned,
-    fast-normalised fusion weights.
+Every output level has ``width`` channels, so a detection head sees one width at every scale.
 """
 
 from __future__ import annotations
@@ -37,63 +13,47 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 
-# The lecture's gates, one implementation for blocks and necks (each exposes attention(x) for visualisation).
-from .blocks.attention import CBAM, SpatialAttention, SqueezeExcitation
+from ..components import Setting, register
+from ..validation import MAX_WIDTH
+from .levels import check_level_count
 
-__all__ = [
-    "CBAM",
-    "NECK_KINDS",
-    "AttentionNeck",
-    "BiFPN",
-    "BiFPNLayer",
-    "FPN",
-    "IdentityNeck",
-    "PANet",
-    "SpatialAttention",
-    "SqueezeExcitation",
-    "build_neck",
-]
+__all__ = ["BiFPN", "BiFPNLayer", "FPN", "PANet"]
 
-NECK_KINDS: tuple[str, ...] = ("none", "se", "cbam", "spatial", "fpn", "panet", "bifpn")
+def _width(default: int) -> Setting:
+    return Setting("width", "int", default, 1, MAX_WIDTH, label="Neck width",
+                   help="Channels of every output level (the lateral 1×1 convs bring each stage to it).")
 
 
-def _check_levels(features: "OrderedDict[str, Tensor]", expected: int, name: str) -> None:
-    # zip() would silently drop levels, so a mismatch between build and call is reported instead.
-    if len(features) != expected:
-        raise ValueError(
-            f"{name} was built for {expected} feature level(s) but received {len(features)}."
-        )
+def _lateral_params(levels: list, width: int) -> int:
+    return sum(c * width for c, _, _ in levels)  # lateral / projection 1×1 convs
 
 
-# --------------------------------------------------------------------------------------------------
-# Necks
-# --------------------------------------------------------------------------------------------------
+def _fpn_cost(settings: dict, levels: list) -> tuple:
+    width, hw = settings["width"], sum(h * w for _, h, w in levels)
+    params = _lateral_params(levels, width) + 9 * width * width * len(levels)  # a 3×3 conv per level
+    return params, 2 * width * hw, [(width, h, w) for _, h, w in levels]
 
 
-class IdentityNeck(nn.Module):
-    """No neck: the backbone features pass through unchanged."""
-
-    def __init__(self, in_channels: Sequence[int]) -> None:
-        super().__init__()
-        self.out_channels = list(in_channels)
-
-    def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
-        return OrderedDict(features)  # a new dict, so callers may edit it without touching the input
+def _panet_cost(settings: dict, levels: list) -> tuple:
+    width, hw = settings["width"], sum(h * w for _, h, w in levels)
+    # FPN's, plus two 3×3 convs per level on the way down
+    params = _lateral_params(levels, width) + 9 * width * width * (len(levels) + 2 * (len(levels) - 1))
+    return params, 3 * width * hw, [(width, h, w) for _, h, w in levels]
 
 
-class AttentionNeck(nn.Module):
-    """One attention gate per level (SE, CBAM or spatial); channels and sizes unchanged."""
-
-    def __init__(self, gates: Sequence[nn.Module], in_channels: Sequence[int]) -> None:
-        super().__init__()
-        self.gates = nn.ModuleList(gates)
-        self.out_channels = list(in_channels)
-
-    def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
-        _check_levels(features, len(self.gates), type(self).__name__)
-        return OrderedDict((k, gate(x)) for (k, x), gate in zip(features.items(), self.gates))
+def _bifpn_cost(settings: dict, levels: list) -> tuple:
+    width, repeats, hw = settings["width"], settings["repeats"], sum(h * w for _, h, w in levels)
+    # per repeat, 2 (L - 1) separable convs
+    params = _lateral_params(levels, width) + repeats * 2 * (len(levels) - 1) * (9 * width + width * width)
+    return params, width * hw * (1 + 3 * repeats), [(width, h, w) for _, h, w in levels]
 
 
+_MULTI = dict(min_levels=2, default_levels=3, facts={"multi_scale": True, "uniform_width": True})
+
+
+@register("neck", "fpn", title="FPN", order=40, settings=(_width(256),), estimate=_fpn_cost,
+          description="Feature Pyramid Network (Lin et al., 2017): a top-down path with lateral 1×1 connections.",
+          **_MULTI)
 class FPN(nn.Module):
     """Feature Pyramid Network (Lin et al., 2017, "Feature Pyramid Networks for Object Detection").
 
@@ -108,7 +68,7 @@ class FPN(nn.Module):
         self.out_channels = [width] * len(in_channels)
 
     def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
-        _check_levels(features, len(self.out_channels), type(self).__name__)
+        check_level_count(features, len(self.out_channels), type(self).__name__)
         return self.fpn(features)
 
 
@@ -118,6 +78,8 @@ def _conv3x3_relu(channels: int, stride: int = 1) -> nn.Sequential:
     )
 
 
+@register("neck", "panet", title="PANet", order=50, settings=(_width(256),), estimate=_panet_cost,
+          description="FPN plus PANet's bottom-up path augmentation (Liu et al., 2018).", **_MULTI)
 class PANet(nn.Module):
     """FPN followed by PANet's bottom-up path augmentation (Liu et al., 2018, "Path Aggregation
     Network for Instance Segmentation").
@@ -137,7 +99,7 @@ class PANet(nn.Module):
         self.out_channels = [width] * levels
 
     def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
-        _check_levels(features, len(self.out_channels), type(self).__name__)
+        check_level_count(features, len(self.out_channels), type(self).__name__)
         p = list(self.fpn(features).values())
         n = [p[0]]
         for i, (down, fuse) in enumerate(zip(self.downsample, self.fuse)):
@@ -215,6 +177,11 @@ class BiFPNLayer(nn.Module):
         return out
 
 
+@register("neck", "bifpn", title="BiFPN", order=60, estimate=_bifpn_cost,
+          settings=(_width(64), Setting("repeats", "int", 2, 1, 8, label="Neck repeats",
+                                        help="BiFPN layers stacked, each top-down then bottom-up.")),
+          description="EfficientDet's BiFPN (Tan et al., 2020): repeated top-down and bottom-up fusion with learned "
+                      "weights.", **_MULTI)
 class BiFPN(nn.Module):
     """Bidirectional FPN (Tan et al., 2020, "EfficientDet: Scalable and Efficient Object Detection").
 
@@ -238,49 +205,8 @@ class BiFPN(nn.Module):
         self.out_channels = [width] * levels
 
     def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
-        _check_levels(features, len(self.out_channels), type(self).__name__)
+        check_level_count(features, len(self.out_channels), type(self).__name__)
         p = [proj(x) for proj, x in zip(self.proj, features.values())]
         for layer in self.layers:
             p = layer(p)
         return OrderedDict(zip(features.keys(), p))
-
-
-# --------------------------------------------------------------------------------------------------
-# Builder
-# --------------------------------------------------------------------------------------------------
-
-_MULTI_LEVEL_NAMES = {"fpn": "FPN", "panet": "PANet", "bifpn": "BiFPN"}
-
-
-def build_neck(kind: str, in_channels: list[int], width: int = 256, repeats: int = 1) -> nn.Module:
-    """Build the neck ``kind`` (one of :data:`NECK_KINDS`) for backbone levels with ``in_channels``.
-
-    ``width`` is the channel count of FPN, PANet and BiFPN outputs; ``repeats`` the number of BiFPN
-    layers. Both are ignored by the other kinds. Raises ``ValueError`` with a sentence for the user
-    for unknown kinds and for a multi-scale neck on a single level.
-    """
-    in_channels = [int(c) for c in in_channels]
-    if not in_channels:
-        raise ValueError("A neck needs at least one backbone stage; choose one or more output stages.")
-    if kind in _MULTI_LEVEL_NAMES and len(in_channels) < 2:
-        raise ValueError(
-            f"{_MULTI_LEVEL_NAMES[kind]} needs at least two backbone stages; "
-            "choose two or more output stages, or pick no neck."
-        )
-    if kind in _MULTI_LEVEL_NAMES and width < 1:
-        raise ValueError("The neck width must be a positive number of channels.")
-    if kind == "none":
-        return IdentityNeck(in_channels)
-    if kind == "se":
-        return AttentionNeck([SqueezeExcitation(c) for c in in_channels], in_channels)
-    if kind == "cbam":
-        return AttentionNeck([CBAM(c) for c in in_channels], in_channels)
-    if kind == "spatial":
-        return AttentionNeck([SpatialAttention() for _ in in_channels], in_channels)
-    if kind == "fpn":
-        return FPN(in_channels, width)
-    if kind == "panet":
-        return PANet(in_channels, width)
-    if kind == "bifpn":
-        return BiFPN(in_channels, width, repeats)
-    raise ValueError(f"Unknown neck {kind!r}; choose one of {', '.join(NECK_KINDS)}.")

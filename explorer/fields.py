@@ -1,0 +1,65 @@
+"""Receptive fields as a person reads them, in one place (no streamlit): the field formatter every table, download
+and CLI line uses, and the growth curve every page plots.
+
+* `fmt_rf((212, 212), True)` → ``"global (212)"``; `fmt_pair((7, 3))` → ``"7×3"``; `fmt_num(Fraction(31, 2))` →
+  ``"15.5"``. ``sep=True`` (the pages) writes thousands separators (``"1,027"``); ``sep=False`` (CSV, Markdown,
+  JSON, the CLI) plain digits, so the files stay machine-readable.
+* `rf_growth(analysis)`: one point per layer call that has a field, in forward order, its size the **larger
+  side** of the convolutional-path field (height and width differ for a non-square input or kernel); the
+  Receptive fields and Compare pages both plot it.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from numbers import Number
+
+__all__ = ["fmt_num", "fmt_pair", "fmt_rf", "rf_growth"]
+
+
+def fmt_num(v, sep: bool = True) -> str:
+    """A scalar without float noise or Fraction reprs: Fraction(31, 2) -> "15.5", 32.0 -> "32"."""
+    if isinstance(v, Fraction):
+        v = float(v)
+    if isinstance(v, float):
+        if abs(v) < 1e6:
+            return f"{v:,.6g}" if sep else f"{v:.6g}"
+        return f"{v:,.0f}" if sep else f"{v:.0f}"
+    if isinstance(v, Number):
+        return f"{int(v):,}" if sep else str(int(v))
+    return str(v)
+
+
+def fmt_pair(pair, sep: bool = True) -> str:
+    """An (h, w) pair, once when both axes agree: (212, 212) -> "212", (7, 3) -> "7×3"; None -> ""."""
+    if pair is None:
+        return ""
+    a, b = (fmt_num(v, sep) for v in pair)
+    return a if a == b else f"{a}×{b}"
+
+
+def fmt_rf(rf, is_global: bool, sep: bool = True) -> str:
+    """Receptive field: "global (212)" keeps the convolutional-path field beside "global"."""
+    local = fmt_pair(rf, sep)
+    if is_global:
+        return f"global ({local})" if local else "global"
+    return local
+
+
+def rf_growth(analysis):
+    """The growth curve of ``analysis`` as a DataFrame: index (position in ``analysis.layers``, the input is 0),
+    layer, kind, size (the larger side, what is plotted), rf_h, rf_w, jump_h, jump_w, is_global, and the hover
+    texts rf_text / jump_text."""
+    import pandas as pd
+
+    recs = []
+    for idx, row in enumerate(analysis.layers):
+        if row.rf is None:
+            continue
+        h, w = (float(v) if isinstance(v, Fraction) else v for v in row.rf)
+        jump = row.jump if row.jump is not None else (None, None)
+        recs.append({"index": idx, "layer": row.name, "kind": row.kind, "size": max(h, w), "rf_h": h, "rf_w": w,
+                     "jump_h": jump[0], "jump_w": jump[1], "is_global": bool(row.is_global),
+                     "rf_text": fmt_rf(row.rf, row.is_global), "jump_text": fmt_pair(row.jump)})
+    columns = ["index", "layer", "kind", "size", "rf_h", "rf_w", "jump_h", "jump_w", "is_global", "rf_text",
+               "jump_text"]
+    return pd.DataFrame.from_records(recs, columns=columns)

@@ -1,0 +1,32 @@
+"""What every test module shares: the hypothesis profiles and the small helpers written once.
+
+Profiles: ``full`` (what ``make test`` and CI run: the fuzz at 1,000 examples) and ``check`` (``make check``, the
+fast lane: 50). Choose one with ``HYPOTHESIS_PROFILE``; ``full`` is the default, so a bare ``pytest`` is CI's run.
+A test that sets ``max_examples`` itself keeps its own number in both.
+"""
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+from torch import nn
+
+FULL_EXAMPLES = 1000
+settings.register_profile("full", max_examples=FULL_EXAMPLES)
+settings.register_profile("check", max_examples=50)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
+
+
+def assert_clean(at) -> None:
+    """No exception element on an AppTest page (the app shows its own sentences with st.error instead)."""
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def n_params(module: nn.Module) -> int:
+    """Parameters of ``module``, each tied tensor once (``parameters()`` yields a shared tensor once)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def examples_run() -> int:
+    """How many examples a fuzz test of the loaded profile draws (its thresholds scale with it)."""
+    return settings.default.max_examples
