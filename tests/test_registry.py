@@ -26,11 +26,6 @@ SAME_WORD_ELSEWHERE = {
 # Heads named after the task they do: wherever a task is meant (spec.TASKS, a prediction's task) the word is the
 # task, so for these only the declaration is checked.
 TASK_NAMED = set(TASKS)
-# Modules still to be routed through the registry (issue 12, parts 2 and 3, in other hands): each spelling here
-# is allowed, not required. Remove an entry when its module asks the registry instead.
-PENDING = {
-    ("none", "explorer/training/config.py"): "the English word in a description (no augmentation)",
-}
 
 
 def _string_constants(tree: ast.AST):
@@ -70,7 +65,7 @@ def test_a_kind_is_spelled_in_its_own_module_only(kind, spellings):
     assert home in found, f"{kind.category} {kind.name!r} is declared in {home}, which should spell its name"
     if kind.name in TASK_NAMED:
         return
-    others = {m for m in found - {home} if (kind.name, m) not in SAME_WORD_ELSEWHERE and (kind.name, m) not in PENDING}
+    others = {m for m in found - {home} if (kind.name, m) not in SAME_WORD_ELSEWHERE}
     assert not others, f"{kind.category} {kind.name!r} is spelled outside {home}: {sorted(others)}"
 
 

@@ -1,0 +1,19 @@
+"""Training as a library (no streamlit): data sets, the loop, recipes, metrics.
+
+    from explorer.training import TrainConfig, train, TrainingError, datasets
+    result = train(TrainConfig(network="lenet5", dataset="digits", mode="scratch", recipe="adam", epochs=10))
+    result.test["accuracy"], result.history, result.model
+
+See `loop` (the loop and `train`), `networks` (the model, its starting weights, frozen parts), `recipes`,
+`datasets` and `config`.
+"""
+from . import datasets
+from .config import MODE_TITLES, MODES, RECIPE_DEFAULTS, RECIPES, Augmentation, TrainConfig
+from .errors import DatasetError, TrainingError
+from .loop import (FitResult, RunPlan, TrainResult, augmentation_preview, choose_device, evaluate, fit,
+                   lr_schedule, prepare, train, trainable_parameters)
+from .recipes import Schedule
+
+__all__ = ["TrainConfig", "Augmentation", "train", "fit", "evaluate", "TrainResult", "FitResult", "TrainingError",
+           "DatasetError", "datasets", "trainable_parameters", "lr_schedule", "augmentation_preview",
+           "choose_device", "prepare", "RunPlan", "Schedule", "MODES", "MODE_TITLES", "RECIPES", "RECIPE_DEFAULTS"]
