@@ -175,9 +175,12 @@ class ArchitectureSpec:
             from . import catalog
 
             try:
-                catalog.info(name)
+                whole = catalog.info(name)
             except catalog.UnknownModelError as e:
                 _err(f"'backbone.name': {e}")
+            if whole.source == "segmentation":  # its forward resizes to the input: it cannot be cut at a stage
+                _err(f"'backbone.name': {name} is a whole encoder–decoder (it outputs a class per pixel), not a "
+                     "backbone; open it on Layers, or choose a classification CNN or a custom stack.")
 
         nk = data.get("neck", {})
         if not isinstance(nk, dict):

@@ -232,7 +232,20 @@ def test_random_invalid_compositions_raise_spec_error(bb, neck, head):
         assert str(e)[-1] in ".?"
 
 
-@pytest.mark.parametrize("name", catalog.names("torchvision") + catalog.names("classic"))
+def _one_per_family_in_the_fast_lane(names: list) -> list:
+    """Every name; all but the first of each family marked slow, so `make check` composes one per family and
+    `make test` all of them."""
+    seen: set = set()
+    out = []
+    for n in names:
+        family = catalog.info(n).family
+        out.append(pytest.param(n, marks=pytest.mark.slow) if family in seen else n)
+        seen.add(family)
+    return out
+
+
+@pytest.mark.parametrize("name", _one_per_family_in_the_fast_lane(catalog.names("torchvision")
+                                                                  + catalog.names("classic")))
 def test_every_catalog_backbone_composes(name):
     """Every catalog CNN as a backbone under a classification head: built on meta, analysed, counted."""
     c, h, w = catalog.info(name).input_size

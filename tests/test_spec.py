@@ -70,6 +70,9 @@ def test_custom_backbone_round_trip():
     ({"backbone": {"name": "custom", "pretrained": True, "stages": [{"block": "conv"}]}},
      "A custom backbone has no pretrained weights; set 'backbone.pretrained' to false."),
     ({"backbone": {"name": "lenet5", "pretrained": True}}, "There are no pretrained weights for lenet5"),
+    # found by the fuzz: a whole encoder–decoder as a backbone crashed torch.fx's cut at a stage
+    ({"backbone": {"name": "seg_encoder_decoder"}}, "'backbone.name': seg_encoder_decoder is a whole "
+                                                    "encoder–decoder (it outputs a class per pixel), not a backbone"),
     ({"task": "detection", "neck": {"kind": "se"}, "head": {"kind": "faster_rcnn"}},
      "A Faster R-CNN head takes a multi-scale neck (FPN, PANet or BiFPN) or none; change the neck from se."),
 ])

@@ -5,15 +5,17 @@
     result.test["accuracy"], result.history, result.model
 
 See `loop` (the loop and `train`), `networks` (the model, its starting weights, frozen parts), `recipes`,
-`datasets` and `config`.
+`datasets` and `config`; runs as jobs in processes of their own: `jobs` (`RunManager`), `worker`, `runfolder`.
 """
 from . import datasets
 from .config import MODE_TITLES, MODES, RECIPE_DEFAULTS, RECIPES, Augmentation, TrainConfig
 from .errors import DatasetError, TrainingError
+from .jobs import PruneReport, RunManager, default_runs_root
 from .loop import (FitResult, RunPlan, TrainResult, augmentation_preview, choose_device, evaluate, fit,
                    lr_schedule, prepare, train, trainable_parameters)
 from .recipes import Schedule
 
 __all__ = ["TrainConfig", "Augmentation", "train", "fit", "evaluate", "TrainResult", "FitResult", "TrainingError",
            "DatasetError", "datasets", "trainable_parameters", "lr_schedule", "augmentation_preview",
-           "choose_device", "prepare", "RunPlan", "Schedule", "MODES", "MODE_TITLES", "RECIPES", "RECIPE_DEFAULTS"]
+           "choose_device", "prepare", "RunPlan", "Schedule", "MODES", "MODE_TITLES", "RECIPES", "RECIPE_DEFAULTS",
+           "RunManager", "PruneReport", "default_runs_root"]

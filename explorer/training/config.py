@@ -167,3 +167,21 @@ class TrainConfig:
         if self.pretrained_from is not None:
             d["pretrained_from"] = str(self.pretrained_from)
         return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "TrainConfig":
+        """The inverse of `to_dict`: a network given as a dict is an `ArchitectureSpec`; an unknown key is a
+        sentence."""
+        from ..spec import ArchitectureSpec
+
+        if not isinstance(data, dict):
+            _sentence(f"A training config must be a mapping of settings; got {type(data).__name__}.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            _sentence(f"A training config has no setting {unknown[0][:40]!r}; the settings are "
+                      f"{', '.join(sorted(known))}.")
+        values = dict(data)
+        if isinstance(values.get("network"), dict):
+            values["network"] = ArchitectureSpec.from_dict(values["network"])
+        return cls(**values)

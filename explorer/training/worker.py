@@ -1,0 +1,162 @@
+"""One run in its own process: `main(folder)` is the target a `RunManager` spawns; `run(folder)` is the work.
+
+The worker reads the folder's config.json, trains with `train`, appends every step and epoch to metrics.jsonl,
+writes status.json at the start, after every epoch and at the end, and a checkpoint after every complete epoch
+(only while the weights are finite). It honours requests written into the folder, checked after every step:
+
+- ``stop``: stop now; the model as it is becomes final.safetensors (with its test metrics), status ``stopped``;
+  the last complete epoch's checkpoint stays, so the run can still be resumed.
+- ``pause``: finish the current epoch, checkpoint it, status ``paused``, exit. A pause file holding ``now`` stops
+  after the current step instead; the part-epoch is dropped and a resume runs that epoch again.
+
+When the folder holds a checkpoint the run resumes from it (metrics after its epoch are dropped first), so a
+resumed run ends exactly as an uninterrupted one. `run` can be called in process too (tests); `main` adds what
+only a process of its own should do: its output into worker.log.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import traceback
+
+from .errors import TrainingError
+from .runfolder import RunFolder, load_checkpoint, now, save_checkpoint, save_state, write_json_atomic
+
+__all__ = ["main", "run"]
+
+
+class _Paused(Exception):
+    """Raised from the checkpoint callback to leave the loop after a complete epoch was saved."""
+
+
+def _finite(state: dict) -> bool:
+    import torch
+
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def run(folder: str | os.PathLike) -> str:
+    """Train the run in ``folder``; returns the state it ended in (finished, stopped, paused or failed)."""
+    from .loop import train
+
+    runs = RunFolder(folder)
+    started = now()
+    try:
+        cfg = runs.config()
+    except TrainingError as e:
+        runs.update_status(state="failed", ended=now(), message=str(e), pid=os.getpid())
+        return "failed"
+    resume = None
+    if runs.checkpoint_path.exists():
+        try:
+            resume = load_checkpoint(runs.checkpoint_path)
+        except Exception as e:  # not by our atomic writes; by hand or a full disk: say so rather than start over
+            runs.update_status(state="failed", ended=now(),
+                               message=f"Its checkpoint could not be read ({type(e).__name__}: {str(e)[:120]}); "
+                                       "delete checkpoint.safetensors from its folder to start it again.")
+            return "failed"
+        runs.keep_metrics_through(resume["epoch"])
+    else:
+        runs.keep_metrics_through(0)
+    for leftover in (runs.final_path, runs.result_path, runs.last_finite_path):
+        leftover.unlink(missing_ok=True)  # a resumed stopped run ends anew
+    runs.update_status(state="running", pid=os.getpid(), started=started, ended=None, message="",
+                       epoch=resume["epoch"] if resume else 0, epochs=cfg.epochs,
+                       resumed_from=resume["epoch"] if resume else None,
+                       first_started=runs.status().get("first_started") or started)
+
+    stop_file, pause_file = runs.request_path("stop"), runs.request_path("pause")
+
+    def pause_now() -> bool:
+        try:
+            return pause_file.read_text().strip() == "now"
+        except FileNotFoundError:
+            return False
+
+    def on_batch(row: dict) -> None:
+        runs.append_metrics({"kind": "batch", **{k: v for k, v in row.items() if k != "lrs"}})
+
+    def on_epoch(row: dict) -> None:
+        runs.append_metrics({"kind": "epoch", **row})
+        runs.update_status(epoch=row["epoch"], last_epoch=row)
+
+    def on_checkpoint(state: dict) -> None:
+        if _finite(state["model"]):  # a NaN run keeps the last finite checkpoint
+            save_checkpoint(runs.checkpoint_path, state)
+            runs.update_status(checkpoint_epoch=state["epoch"])
+        if pause_file.exists():
+            raise _Paused(state["epoch"])
+
+    asked: list[str] = []  # what made the loop stop after a step: "stop" or "pause"
+
+    def should_stop() -> bool:
+        if stop_file.exists():
+            asked.append("stop")
+        elif pause_now():
+            asked.append("pause")
+        return bool(asked)
+
+    try:
+        result = train(cfg, on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop,
+                       on_checkpoint=on_checkpoint, resume=resume)
+    except _Paused as p:
+        pause_file.unlink(missing_ok=True)
+        runs.update_status(state="paused", ended=now(),
+                           message=f"Paused after epoch {p.args[0]} of {cfg.epochs}; resume continues with the next.")
+        return "paused"
+    except TrainingError as e:
+        if e.last_state is not None:
+            save_state(runs.last_finite_path, e.last_state)
+        runs.update_status(state="failed", ended=now(), message=str(e))
+        return "failed"
+    except Exception as e:  # a fault of the explorer, not of the config: say so, keep the traceback in the log
+        traceback.print_exc()
+        runs.update_status(state="failed", ended=now(),
+                           message=f"The run failed with an error in the explorer ({type(e).__name__}: "
+                                   f"{str(e)[:200]}); its worker.log has the details.")
+        return "failed"
+
+    if asked and asked[0] == "pause":
+        pause_file.unlink(missing_ok=True)
+        epoch = load_checkpoint(runs.checkpoint_path)["epoch"] if runs.checkpoint_path.exists() else 0
+        runs.keep_metrics_through(epoch)
+        runs.update_status(state="paused", ended=now(), epoch=epoch,
+                           message=f"Paused during epoch {epoch + 1}; resume runs it again from the start.")
+        return "paused"
+    save_state(runs.final_path, result.state_dict(), {"network": json.dumps(cfg.to_dict()["network"]),
+                                                      "dataset": result.dataset.name})
+    state = "stopped" if asked else "finished"
+    test = {k: v for k, v in result.test.items() if k != "pairs"}
+    write_json_atomic(runs.result_path, {
+        "test": test, "pairs": result.test.get("pairs"), "notes": result.notes, "stopped": result.stopped,
+        "device": result.device, "seconds": result.seconds, "epochs_run": result.epochs_run,
+        "trainable_parameters": result.trainable_parameters, "total_parameters": result.total_parameters,
+        "pretrained": result.pretrained, "dataset": result.dataset.name})
+    stop_file.unlink(missing_ok=True)
+    score = (f"test accuracy {test['accuracy']:.1%}" if "accuracy" in test else
+             f"test MAE {test['mae']:.3g}" if "mae" in test else "")
+    message = (f"Stopped on request ({result.stopped}); {score}." if state == "stopped" else
+               f"Finished {result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''}; {score}.")
+    runs.update_status(state=state, ended=now(), message=message, epoch=result.epochs_run,
+                       test={k: v for k, v in test.items() if k != "confusion"})
+    return state
+
+
+def main(folder: str) -> None:
+    """The spawned process's target: the worker's output goes to the run's worker.log."""
+    path = pathlib.Path(folder)
+    log = open(path / "worker.log", "a", buffering=1)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    print(f"worker {os.getpid()} for {path.name}", flush=True)
+    import torch
+
+    try:  # one inter-op thread; the intra-op threads are the config's (`train` sets them)
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    state = run(path)
+    print(f"worker {os.getpid()} ended: {state}", flush=True)
