@@ -71,10 +71,11 @@ def set_spec(spec: ArchitectureSpec) -> None:
 
 
 @st.cache_data(show_spinner="Tracing the composition on the meta device…", max_entries=256)
-def _analysis(spec_json: str, dtype_name: str) -> Analysis:
+def _analysis(spec_json: str, dtype_name: str, _spec: ArchitectureSpec) -> Analysis:
+    # Keyed by the JSON (hashable, canonical); the object itself is used, not parsed again (the _ skips hashing).
     if dtype_name not in DTYPES:
         raise AnalysisError(f"Unknown dtype '{dtype_name}'; choose one of {', '.join(DTYPES)}.")
-    return analyze_spec(ArchitectureSpec.from_json(spec_json), dtype=DTYPES[dtype_name])
+    return analyze_spec(_spec, dtype=DTYPES[dtype_name])
 
 
 def _key(spec: ArchitectureSpec) -> str:
@@ -84,30 +85,29 @@ def _key(spec: ArchitectureSpec) -> str:
 
 def cached_spec_analysis(spec: ArchitectureSpec, dtype_name: str = "float32") -> Analysis:
     """The analysis of ``spec``; raises SpecError / AnalysisError with a sentence (never cached)."""
-    return _analysis(_key(spec), dtype_name)
+    return _analysis(_key(spec), dtype_name, spec)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _dot(spec_json: str, dtype_name: str, expand: bool) -> str:
+def _dot(spec_json: str, dtype_name: str, expand: bool, _spec: ArchitectureSpec) -> str:
     from ..vis.diagram import architecture_dot
 
-    return architecture_dot(_analysis(spec_json, dtype_name), expand=expand)
+    return architecture_dot(_analysis(spec_json, dtype_name, _spec), expand=expand)
 
 
 def cached_diagram(spec: ArchitectureSpec, dtype_name: str = "float32", expand: bool = False) -> str:
     """The Graphviz DOT of the composition (stages collapsed, or every layer)."""
-    return _dot(_key(spec), dtype_name, expand)
+    return _dot(_key(spec), dtype_name, expand, spec)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def _stages(spec_json: str) -> tuple:
-    spec = ArchitectureSpec.from_json(spec_json)
-    return tuple(backbone_stages(spec)), tuple(resolve(spec)[0])
+def _stages(spec_json: str, _spec: ArchitectureSpec) -> tuple:
+    return tuple(backbone_stages(_spec)), tuple(resolve(_spec)[0])
 
 
 def cached_stages(spec: ArchitectureSpec):
     """(stages of the backbone at this input, the output stages in use) — SpecError if the backbone can't."""
     try:
-        return _stages(_key(spec))
+        return _stages(_key(spec), spec)
     except AnalysisError as e:
         raise SpecError(str(e)) from None
