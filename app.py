@@ -42,6 +42,7 @@ page = st.navigation([
     st.Page("app_pages/feature_maps.py", title="Feature maps", url_path="feature_maps", icon=":material/grid_view:"),
     st.Page("app_pages/explain.py", title="Explain", url_path="explain", icon=":material/lightbulb:"),
     st.Page("app_pages/predict.py", title="Predict", url_path="predict", icon=":material/online_prediction:"),
+    st.Page("app_pages/train.py", title="Train", url_path="train", icon=":material/model_training:"),
     st.Page("app_pages/zoo.py", title="Zoo", url_path="zoo", icon=":material/scatter_plot:"),
     st.Page("app_pages/calculator.py", title="Calculator", url_path="calculator", icon=":material/calculate:"),
     st.Page("app_pages/compare.py", title="Compare", url_path="compare", icon=":material/compare_arrows:"),

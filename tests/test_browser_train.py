@@ -1,0 +1,116 @@
+"""The Train page in headless Chromium: start a tiny run by clicking, watch its curve appear while the page polls,
+see it finish with its test accuracy; start a long one and stop it with its button; a reload re-attaches.
+
+The server trains into a temporary runs folder (``EXPLORER_RUNS``); screenshots go to tests/artifacts/.
+"""
+import re
+
+import pytest
+
+from bench.server import CHROMIUM, launch_chromium, serving
+
+if not CHROMIUM.exists():
+    pytest.skip("/usr/bin/chromium is missing: install Debian's chromium (`make browser` or "
+                "`apt-get install -y chromium`) to run the browser tests", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+
+from test_browser import ARTIFACTS, WIDTH, full_page_screenshot, metric, wait_until_idle  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.training]
+expect = sync_api.expect
+RUN_MS = 120_000  # a spawned worker imports torch (~3 s), then trains a few seconds
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXPLORER_RUNS", str(tmp_path_factory.mktemp("runs")))  # the server inherits it
+        with serving(ARTIFACTS / "streamlit-server-train.log") as url:
+            yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": WIDTH, "height": 900}, locale="en-US")
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+
+
+def type_number(pg, label: str, value: int) -> None:
+    box = pg.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    wait_until_idle(pg)
+
+
+def run_line(pg):
+    return pg.get_by_test_id("stMarkdownContainer").filter(has_text=re.compile(r"^Run \d{8}-\d{6}-[0-9a-f]{6}"))
+
+
+def test_start_a_run_watch_it_finish_then_stop_another(app_url, page):
+    try:
+        walk(app_url, page)
+    except Exception:  # what the page showed when it failed, for a person to look at
+        page.screenshot(path=str(ARTIFACTS / "train_failure.png"), full_page=True)
+        raise
+
+
+def walk(app_url, page):
+    page.goto(f"{app_url}/train")
+    expect(metric(page, "61,706")).to_be_visible(timeout=90_000)  # LeNet-5 from scratch
+    expect(page.get_by_text("Learning rate per step")).to_be_visible()
+    wait_until_idle(page)
+    assert page.get_by_test_id("stException").count() == 0
+    full_page_screenshot(page, "train_before.png")
+
+    type_number(page, "Epochs", 3)
+    type_number(page, "Training images (0: all)", 256)
+    expect(metric(page, "256")).to_be_visible()
+    page.get_by_role("button", name="Start training").click()
+    expect(run_line(page)).to_contain_text("running", timeout=RUN_MS)
+    expect(page.get_by_text("Training loss per batch")).to_be_visible(timeout=RUN_MS)  # the curve, while it runs
+    assert "run=" in page.url
+    expect(run_line(page)).to_contain_text("finished", timeout=RUN_MS)
+    expect(run_line(page)).to_contain_text("epoch 3 of 3")
+    expect(page.get_by_test_id("stMetricLabel").filter(has_text="Test accuracy")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Confusion matrix (test split)")).to_be_visible()
+    wait_until_idle(page)
+    assert page.get_by_test_id("stException").count() == 0
+    full_page_screenshot(page, "train_after.png")
+    first = re.search(r"run=([0-9a-f-]+)", page.url).group(1)
+
+    # a reload is a new session: the link brings the run and the session's runs back
+    page.reload()
+    expect(run_line(page)).to_contain_text(first, timeout=90_000)
+    expect(run_line(page)).to_contain_text("finished")
+
+    # a second, long run, stopped with its button while it trains
+    type_number(page, "Epochs", 200)
+    type_number(page, "Training images (0: all)", 0)
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function(f"() => location.search.includes('run=') && !location.search.includes('run={first}')")
+    expect(run_line(page)).to_contain_text("running", timeout=RUN_MS)
+    expect(page.get_by_text("Training loss per batch")).to_be_visible(timeout=RUN_MS)
+    expect(run_line(page)).to_contain_text(re.compile(r"epoch [2-9]\d* of 200"), timeout=RUN_MS)  # curves grow
+    expect(page.get_by_text("Loss per epoch")).to_be_visible()
+    full_page_screenshot(page, "train_during.png")
+    page.get_by_role("button", name="Stop run").click()
+    expect(run_line(page)).to_contain_text("stopped", timeout=RUN_MS)
+    expect(page.get_by_role("button", name="Resume run")).to_be_visible()
+    wait_until_idle(page)
+    assert page.get_by_test_id("stException").count() == 0
+    assert "Traceback" not in page.inner_text("body")
+    full_page_screenshot(page, "train_stopped.png")
