@@ -35,10 +35,12 @@ VGG16_FLATTEN = ArchitectureSpec.from_dict({"backbone": {"name": "vgg16"},
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(tmp_path_factory):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with serving(ARTIFACTS / "streamlit-server-compose.log") as url:
-        yield url
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXPLORER_RUNS", str(tmp_path_factory.mktemp("runs")))  # the Train page's runs, if it is opened
+        with serving(ARTIFACTS / "streamlit-server-compose.log") as url:
+            yield url
 
 
 @pytest.fixture(scope="module")
@@ -298,9 +300,11 @@ def test_switching_the_backbone_keeps_what_applies_and_says_what_was_reset(app_u
 
 
 # -- no network ------------------------------------------------------------------------------------------------
-# Every page; the three run pages on the small ready LeNet-5, so the walk stays short.
-PAGES = ["compose", "layers", "receptive_fields", "feature_maps?source=lenet5_digits", "explain?source=lenet5_digits",
-         "predict?source=lenet5_digits", "zoo", "calculator", "compare"]
+# Every page in app_pages/ (a new page is walked too); the three run pages on the small ready LeNet-5, so the
+# walk stays short.
+RUN_PAGES = ("feature_maps", "explain", "predict")
+PAGES = [p.stem + ("?source=lenet5_digits" if p.stem in RUN_PAGES else "")
+         for p in sorted((ROOT / "app_pages").glob("*.py"))]
 
 
 def test_no_request_leaves_the_app_on_any_page(app_url, context):
