@@ -10,11 +10,12 @@ JSON shape::
      "input": {"channels": 3, "height": 512, "width": 512},
      "backbone": {"name": "resnet50", "pretrained": false, "frozen_stages": ["conv1", "layer1"],
                   "out_stages": ["layer2", "layer3", "layer4"]},
-     "neck": {"kind": "fpn", "width": 256},
-     "head": {"kind": "yolo", "num_classes": 20, "anchors_per_cell": 3}}
+     "neck": {"kind": <a neck kind>, <its settings>},
+     "head": {"kind": <a head kind for the task>, <its settings>}}
 
-A custom backbone is ``{"name": "custom", "stages": [{"block": "residual", "repeats": 2, "width": 64,
-"stride": 2}, ...]}``. Settings not given take the defaults below; ``from_json(s).to_json()`` is canonical.
+A custom backbone is ``{"name": "custom", "stages": [{"block": <a block kind>, "repeats": 2, "width": 64,
+"stride": 2}, ...]}``. The kinds and their settings are the component registry's (``python -m explorer kinds``;
+README). Settings not given take their declared defaults; ``from_json(s).to_json()`` is canonical.
 """
 from __future__ import annotations
 

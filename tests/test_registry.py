@@ -4,6 +4,7 @@ The spec's kinds, defaults and settings are derived from the declarations; these
 said before the registry (so the redesign changes no behaviour) and check every declaration is complete.
 """
 import ast
+import re
 import textwrap
 from pathlib import Path
 
@@ -41,6 +42,14 @@ def _string_constants(tree: ast.AST):
             yield node.value
 
 
+def _without_all(text: str, tree: ast.AST) -> str:
+    """The source without its ``__all__`` list (Python names, not kinds)."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return text.replace(ast.get_source_segment(text, node) or "", "")
+    return text
+
+
 @pytest.fixture(scope="module")
 def spellings() -> dict:
     """word -> the modules (paths relative to the repository) whose code has it as a string constant."""
@@ -48,7 +57,12 @@ def spellings() -> dict:
     for root in SCANNED:
         for path in sorted((ROOT / root).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            for word in set(_string_constants(ast.parse(path.read_text(), rel))):
+            text = path.read_text()
+            tree = ast.parse(text, rel)
+            for word in set(_string_constants(tree)):
+                out.setdefault(word, set()).add(rel)
+            # A kind quoted anywhere else in the file (a docstring's example, a comment) counts as spelled too.
+            for word in set(re.findall(r"[\"']([a-z_0-9]+)[\"']", _without_all(text, tree))):
                 out.setdefault(word, set()).add(rel)
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from numbers import Integral
@@ -38,10 +39,7 @@ def _validate(stages) -> list[dict]:
             f"The stages must be a list of dicts with keys {', '.join(STAGE_KEYS)}; got {type(stages).__name__}."
         )
     if not stages:
-        raise ValueError(
-            'The backbone needs at least one stage; add one such as {"block": "residual", "repeats": 2, '
-            '"width": 64, "stride": 2}.'
-        )
+        raise ValueError(f"The backbone needs at least one stage; add one such as {json.dumps(example_stages()[0])}.")
     if len(stages) > MAX_STAGES:
         raise ValueError(f"The backbone has {len(stages)} stages; remove stages to keep at most {MAX_STAGES}.")
     out = []

@@ -169,7 +169,7 @@ _WORDS = {2: "two", 3: "three", 4: "four"}
 def register(category: str, name: str, **fields) -> Callable:
     """Declare a kind. Used as a decorator on its class or builder (``build`` defaults to the decorated object)::
 
-        @register("neck", "fpn", title="FPN", min_levels=2, settings=(Setting("width", "int", 256, 1, 4096),))
+        @register("neck", "my_neck", title="My neck", min_levels=2, settings=(Setting("width", "int", 256, 1, 4096),))
         class FPN(nn.Module): ...
     """
     if category not in CATEGORIES:

@@ -86,5 +86,5 @@ def _rows(a: Analysis, part: str, expand: bool) -> list:
 
 
 def _short(name: str, stage_prefix: str) -> str:
-    """A stage's name inside its part's box: "layer1" for a backbone stage, "fpn" for "neck.fpn"."""
+    """A stage's name inside its part's box: "layer1" for a backbone stage, "<child>" for "neck.<child>"."""
     return name[len(stage_prefix):] if name.startswith(stage_prefix) else name.split(".", 1)[-1]
