@@ -7,14 +7,15 @@ import re
 
 import pytest
 
-from bench.server import CHROMIUM, launch_chromium, serving
+from bench.server import CHROMIUM, serving
 
 if not CHROMIUM.exists():
     pytest.skip("/usr/bin/chromium is missing: install Debian's chromium (`make browser` or "
                 "`apt-get install -y chromium`) to run the browser tests", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
 
-from test_browser import ARTIFACTS, WIDTH, full_page_screenshot, metric, wait_until_idle  # noqa: E402
+# One Chromium per module and a fresh context per test, as test_browser.py makes them (imported fixtures).
+from test_browser import ARTIFACTS, browser, full_page_screenshot, metric, page, wait_until_idle  # noqa: E402,F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.training]
 expect = sync_api.expect
@@ -28,25 +29,6 @@ def app_url(tmp_path_factory):
         mp.setenv("EXPLORER_RUNS", str(tmp_path_factory.mktemp("runs")))  # the server inherits it
         with serving(ARTIFACTS / "streamlit-server-train.log") as url:
             yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": WIDTH, "height": 900}, locale="en-US")
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    yield pg
-    context.close()
 
 
 def type_number(pg, label: str, value: int) -> None:

@@ -280,7 +280,7 @@ def attention_maps(model: nn.Module, x: torch.Tensor) -> list[AttentionMap]:
             order.append(path)
         return hook
 
-    for path, kind, module in found:
+    for path, kind, module in found:  # modules of the private copy: the shared model never carries a hook
         module.register_forward_hook(hook_for(path, kind))
     if not found:
         return []
