@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 import json
 import zlib
 from typing import Any, Optional
@@ -44,7 +43,7 @@ def __getattr__(name: str):
     """The kinds and their defaults, derived from the registry when first read: NECKS, HEADS, BLOCKS (display
     order), HEADS_FOR_TASK, DEFAULT_HEAD, HEAD_SETTINGS / NECK_SETTINGS (kind -> default settings),
     MULTI_LEVEL_NECKS (necks that fuse levels), TWO_STAGE (heads assembled as a whole model), POOLINGS (the MLP
-    heads' pooling choices), _TITLE (kind -> short title, for sentences)."""
+    heads' pooling choices)."""
     derived = {
         "NECKS": lambda: components.names("neck"),
         "HEADS": lambda: components.names("head"),
@@ -56,7 +55,6 @@ def __getattr__(name: str):
         "MULTI_LEVEL_NECKS": lambda: components.with_fact("neck", "multi_scale"),
         "TWO_STAGE": lambda: components.with_fact("head", "two_stage"),
         "POOLINGS": lambda: components.get("head", components.default("head", TASKS[0])).setting("pooling").choices,
-        "_TITLE": lambda: {**components.titles("neck", short=True), **components.titles("head", short=True)},
     }
     if name in derived:
         return derived[name]()
@@ -401,13 +399,6 @@ _ADVICE = {
     "neck": "use a smaller neck width or fewer BiFPN repeats",
     "head": "use global average pooling instead of flatten, fewer or narrower hidden layers, or fewer classes",
 }
-
-
-@functools.lru_cache(maxsize=256)
-def parsed(spec_json: str) -> "ArchitectureSpec":
-    """``ArchitectureSpec.from_json``, remembered: pages and predict parse the same JSON on every rerun. The spec
-    returned is shared, so read it; change a copy (``replace``)."""
-    return ArchitectureSpec.from_json(spec_json)
 
 
 def check_budget(spec: "ArchitectureSpec", levels: Optional[list] = None, backbone: Optional[tuple] = None) -> None:
