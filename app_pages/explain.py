@@ -111,7 +111,7 @@ with tab_attr:
             st.markdown(f"**{attribution.share_inside(heat, image.box):.0%}** of this map lies inside the digit's "
                         f"box (the white frame), which covers {area:.0%} of the canvas: a map spread evenly would "
                         f"put {area:.0%} there.")
-        if method == "Grad-CAM" and net.kind == "ready" and net.catalog_name == "lenet5":
+        if method == "Grad-CAM" and net.kind in ("ready", "trained") and net.catalog_name == "lenet5":
             st.info("Read LeNet-5's Grad-CAM with care. Grad-CAM weighs each map of the target layer by its "
                     "gradient averaged over all positions, which suits a network that averages its last maps "
                     "(global average pooling). LeNet-5's C5 gives each of the 5×5 positions its own weights, as "

@@ -36,8 +36,12 @@ with c_opt:
                               help="Boxes scoring below this are not drawn.")
 
 images = inference.input_images(net, "predict", multiple=True)
+drawing = inference.drawn_digit(net, "predict")  # a digit network: a canvas to draw on, predicted live
+if drawing is not None:
+    images.insert(0, drawing)
 if not images:
-    st.info("Pick a sample or upload an image above.", icon=":material/image:")
+    st.info("Pick a sample, upload an image or draw a digit above." if net.digit_set else
+            "Pick a sample or upload an image above.", icon=":material/image:")
     st.stop()
 if net.task == "similarity" and len(images) < 2:
     st.info("A Siamese network compares images: pick or upload at least two.", icon=":material/compare:")
@@ -103,8 +107,12 @@ elif result.task == "segmentation":
         st.caption(esc(f"Preprocessing: {im.steps}"))
 elif result.task == "regression":
     values = result.values
-    st.dataframe(pd.DataFrame(values.numpy(), index=[im.name for im in images],
-                              columns=[f"output {j}" for j in range(values.shape[1])]), width="stretch")
+    columns = ([net.target_label] if net.target_label and values.shape[1] == 1 else
+               [f"output {j}" for j in range(values.shape[1])])
+    st.dataframe(pd.DataFrame(values.numpy(), index=[im.name for im in images], columns=columns), width="stretch")
+    if values.shape[1] == 1:  # one value per image: beside its picture
+        st.image([im.picture if im.picture is not None else im.shown() for im in images], width=120,
+                 caption=[f"{im.name}: {float(v):.3g}" for im, v in zip(images, values[:, 0])])
 elif result.task == "similarity":
     names = [im.name for im in images]
     st.plotly_chart(pictures.similarity_figure(result.similarity, names), key="predict.similarity",

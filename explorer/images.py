@@ -324,33 +324,47 @@ def digit_box(index: int, dataset: str = "digits") -> tuple[int, int, int, int] 
 
 
 def digit_preprocess(image: Image.Image, dataset: str = "digits") -> tuple[torch.Tensor, str]:
-    """A photo of a digit as a ready model's input: grey, light ink on a dark ground (inverted if the ground is
-    light, as on paper), resized to the input's size, normalised as the training digits."""
-    from .samples import DIGIT_SETS
+    """A picture of one digit (printed, drawn, photographed; either polarity) as a ready model's input, made the
+    way the training digits were: grey, light ink on a dark ground (inverted if the ink is darker than the
+    border), the ink's box scaled to fill the 32×32 bitmap scikit-learn's digits were counted on, averaged to 8×8,
+    upsampled bilinearly to the input's size (on the canvas: 24×24 at its centre), normalised as in training.
+    A blank picture (no ink) is resized whole. The second value says what was done, step by step."""
+    from .samples import BITMAP_SIZE, CANVAS_DIGIT_SIZE, CANVAS_SIZE, DIGIT_SETS, STROKE_WIDTH, digit_as_8x8, \
+        find_ink, fit_on_canvas, upsample_digits
 
     digit_set = DIGIT_SETS[dataset]
     grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     if grey.size == 0:
         raise ImageError("The image has no pixels; upload a photo of one digit.")
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     steps = ["grayscale"]
-    if float(np.median(border)) > 0.5:  # dark ink on light paper: the training digits are the other way round
-        grey = 1.0 - grey
-        steps.append("inverted (the training digits are light on dark)")
-    x = torch.from_numpy(grey)[None, None]
     size = digit_set.size
-    if digit_set.on_canvas:
-        from .samples import fit_on_canvas
-
-        fitted = fit_on_canvas(x)
-        if fitted is not None:
-            x = fitted
-            steps.append("the ink cropped, fitted into 24×24 and placed at the centre of a blank 64×64 canvas "
-                         "(the training digits are 24 px high)")
-    if tuple(x.shape[-2:]) != (size, size):
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                            align_corners=False)
+    found = find_ink(torch.from_numpy(grey.copy()))
+    if found is None:
+        border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+        if float(np.median(border)) > 0.5:  # a blank light page: as empty as a blank dark one
+            grey = 1.0 - grey
+        x = torch.nn.functional.interpolate(torch.from_numpy(grey.copy())[None, None], size=(size, size),
+                                            mode="bilinear", antialias=True, align_corners=False)
         steps.append(f"resize to {size}×{size} (bilinear)")
+    else:
+        ink, inverted = found
+        if inverted:
+            steps.append("inverted (dark ink on a light ground; the training digits are light on dark)")
+        steps.append(f"the ink cropped and scaled to fill a {BITMAP_SIZE}×{BITMAP_SIZE} box, as high as the box "
+                     "(as the scikit-learn digits were drawn)")
+        digit, grow = digit_as_8x8(ink)
+        if grow:
+            steps.append(f"strokes thickened by {grow} px a side (to about {STROKE_WIDTH} px, as the training "
+                         "digits' pen)")
+        steps.append("averaged over 4×4 blocks to 8×8 (as they were), the strongest block 1")
+        if digit_set.on_canvas:
+            x = fit_on_canvas(upsample_digits(digit, CANVAS_DIGIT_SIZE))
+            steps.append(f"upsampled to {CANVAS_DIGIT_SIZE}×{CANVAS_DIGIT_SIZE} (bilinear) and placed at the centre "
+                         f"of a blank {CANVAS_SIZE}×{CANVAS_SIZE} canvas (the training digits are "
+                         f"{CANVAS_DIGIT_SIZE} px high)")
+        else:
+            x = upsample_digits(digit, size)
+            steps.append(f"upsampled to {size}×{size} (bilinear)")
     if (digit_set.mean, digit_set.std) != (0.0, 1.0):
         x = (x.clamp(0, 1) - digit_set.mean) / digit_set.std
         steps.append(f"normalise with mean {digit_set.mean:g} / std {digit_set.std:g}")

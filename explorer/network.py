@@ -8,8 +8,8 @@ constructor per kind sets all of it, so nothing downstream asks which kind it ha
 * `Network.catalog(name)` — a catalog model whole, as published;
 * `Network.ready(name)` — a model that ships trained (`weights.READY_MODELS`: LeNet-5 on the digits, the GAP CNN
   on digits placed on a canvas);
-* a model trained in the app will be one more constructor: its builder loads the run's checkpoint, its
-  provenance is "trained in the app".
+* `Network.trained(folder)` — a finished run of the Train page: its model as the run built it, the run's
+  final weights, the data set's class names and preprocessing; provenance "trained in the app".
 
 `with_pretrained()` and `with_upload(...)` give the same network with other weights. `build()` makes the
 model (eval mode, gradients off: ready to share between sessions) and returns it with what the weights loader
@@ -20,7 +20,10 @@ names and layout from a ``network=`` argument instead of reading attributes off 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import os
+import pathlib
 from typing import Callable
 
 import torch
@@ -28,7 +31,8 @@ from PIL import Image
 from torch import nn
 
 from . import catalog
-from .images import digit_preprocess, preprocess, resize_crop_normalise, weights_statistics
+from .images import (IMAGENET_MEAN, IMAGENET_STD, digit_preprocess, preprocess, resize_crop_normalise,
+                     weights_statistics)
 from .runtime import seeded
 from .spec import ArchitectureSpec
 
@@ -82,8 +86,14 @@ class Network:
     spec: ArchitectureSpec | None = None  # the composition's spec (an object: read it, change a copy)
     catalog_name: str | None = None  # the catalog model whose whole architecture this is
     backbone_name: str | None = None  # the catalog model whose published weights fit (all of it, or the backbone)
-    description: str | None = None  # a ready model: what it was trained on, how well it does
-    dataset: str | None = None  # a ready model: its `samples.DIGIT_SETS` entry (its samples and preprocessing)
+    description: str | None = None  # a ready or trained model: what it was trained on, how well it does
+    dataset: str | None = None  # a model trained on digits: its `samples.DIGIT_SETS` entry (its held-out samples)
+    # A digit drawn or photographed is prepared as this `samples.DIGIT_SETS` entry's digits (Predict's canvas).
+    digit_set: str | None = None
+    # A held-out sample of ``dataset`` (normalised as that set) as this network's input; None: it is one already.
+    dataset_input: Callable[[torch.Tensor], torch.Tensor] | None = dataclasses.field(default=None, repr=False)
+    label: str | None = None  # how the network choice lists it (a run: "lenet5 on Digits · trained in the app · …")
+    target_label: str | None = None  # a regression network's output, with its unit: "rotation angle (°)"
     noun: str = "model"  # "composition" or "model", in sentences about weights that do not fit
     cam_scope: str = ""  # module-path prefix Grad-CAM's default layer is taken from ("" = the whole model)
     # fx graph module path -> catalog model it was traced from (its node names give the layers' real paths)
@@ -249,7 +259,110 @@ class Network:
                           preprocessing=lambda image: digit_preprocess(image, ready.dataset),
                           classes=tuple(ready.classes), provenance="pretrained", weights_key="trained",
                           weights_label=f"trained: {ready.path.name}", fully_trained=True,
-                          description=ready.description, dataset=ready.dataset)
+                          description=ready.description, dataset=ready.dataset, digit_set=ready.dataset)
+
+    @classmethod
+    def trained(cls, folder: str | os.PathLike) -> "Network":
+        """The finished run in ``folder`` (a Train page run: config.json, result.json, final.safetensors): the model
+        its config builds (`training.networks.prepare_model`, the head fitted to the data set) with the run's final
+        weights loaded strictly, photos prepared as the data set's images were, its class names and test score.
+        `TrainingError` (a sentence) for a run that has not finished or whose files are missing."""
+        from .training import TrainingError, datasets
+        from .training.networks import network_input_shape
+        from .training.runfolder import RunFolder
+        from .weights import READY_MODELS
+
+        run = RunFolder(folder)
+        run_id = run.run_id
+        if not run.path.is_dir():
+            raise TrainingError(f"There is no run {run_id!r} in {run.path.parent}; pick a finished run on Train.")
+        state = run.status().get("state")
+        if state != "finished":
+            raise TrainingError(f"The run {run_id} is {state}, not finished; wait for it to finish on Train, or "
+                                "pick a finished run.")
+        missing = [p.name for p in (run.config_path, run.result_path, run.final_path) if not p.is_file()]
+        if missing:
+            raise TrainingError(f"The run {run_id} has no {' or '.join(missing)} in its folder; train it again on "
+                                "Train.")
+        cfg = run.config()
+        result = run.result()
+        if result is None:
+            raise TrainingError(f"The run {run_id}'s result.json cannot be read; train it again on Train.")
+        dataset = datasets.get(cfg.dataset)
+        final = run.final_path
+        digest = _file_digest(str(final), *_stamp(final))
+        kind, what = _run_network(cfg.network)
+        if kind == "composition":
+            spec = _fitted_spec(what, dataset)
+            base = cls.composition(spec)
+            title = spec.summary()
+        else:
+            arch = READY_MODELS[what].catalog_name if kind == "ready" else what
+            base = cls.catalog(arch)
+            title = arch
+        shape = tuple(int(v) for v in network_input_shape(cfg.network))
+        norm = _run_input_norm(cfg, kind, what, dataset)
+        test = result.get("test") or {}
+        score = _score(test, dataset)
+        short = score.removeprefix("test accuracy ").removeprefix("test ")  # "98.6 %", "MAE 3.21°"
+        digit_set = _DIGIT_SETS_OF.get(dataset.name)
+        dataset_input = _to_network_input(dataset, shape, norm)
+
+        def build() -> nn.Module:
+            from .training.networks import prepare_model
+
+            # The run's architecture, seeded; its starting weights do not matter (the final ones replace them), so
+            # a pretrained start is not loaded again (its file or cache may be gone by now).
+            return prepare_model(cfg.replace(mode="scratch", pretrained_from=None), dataset).model
+
+        def load_final(model: nn.Module):
+            from safetensors.torch import load_file
+
+            try:
+                state = load_file(str(final))
+            except Exception as e:  # safetensors' own error type: a file damaged or replaced by hand
+                raise TrainingError(f"The final weights of run {run_id} cannot be read ({str(e)[:120]}); train it "
+                                    "again on Train.") from None
+            expected = model.state_dict()
+            missing = [k for k in expected if k not in state]
+            wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+            extra = [k for k in state if k not in expected]
+            if missing or wrong or extra:  # not what the run wrote: changed by hand, or by another version
+                key = (missing or wrong or extra)[0]
+                problem = "lacks" if missing else "has another shape for" if wrong else "has the unknown tensor"
+                raise TrainingError(f"The final weights of run {run_id} do not fit its network: its "
+                                    f"final.safetensors {problem} {key!r} ({len(missing)} missing, {len(wrong)} of "
+                                    f"another shape, {len(extra)} unknown); train it again on Train.")
+            model.load_state_dict(state, strict=True)
+            return None
+
+        def prepare(image: Image.Image) -> tuple[torch.Tensor, str]:
+            if digit_set is not None:
+                x, steps = digit_preprocess(image, digit_set)
+            else:
+                x, steps = resize_crop_normalise(image, dataset.input_shape, dataset.mean, dataset.std,
+                                                 model_name=title)
+            notes: list[str] = []
+            x = dataset_input(x, notes)
+            return x, " → ".join([steps, *notes]) if notes else steps
+
+        total = result.get("total_parameters")
+        epochs = result.get("epochs_run", cfg.epochs)
+        trained_on = f"trained in the app on {dataset.title}"
+        return dataclasses.replace(
+            base, kind="trained", key=run_id, title=title, input_shape=shape, task=dataset.task,
+            num_classes=dataset.num_classes, classes=tuple(dataset.classes) if dataset.classes else None,
+            provenance="trained in the app", weights_key=f"run:{digest}",
+            weights_label=f"{trained_on}, {score} (run {run_id})", fully_trained=True, builder=build,
+            preprocessing=prepare, load_weights=load_final,
+            count_params=(lambda: int(total)) if total else base.count_params,
+            spec=base.spec, backbone_name=None,  # its weights are the run's: no pretrained switch
+            description=(f"{title} {trained_on}: {epochs} epoch{'s' if epochs != 1 else ''} "
+                         f"{_MODE_PHRASES.get(cfg.mode, cfg.mode)}, {_RECIPE_PHRASES.get(cfg.recipe, cfg.recipe)}; "
+                         f"{score} on its {test.get('count', '?')} test images."),
+            dataset=digit_set, digit_set=digit_set, dataset_input=lambda x: dataset_input(x, []),
+            label=f"{title} on {dataset.title} · trained in the app · {short}",
+            target_label=f"{dataset.target.name} ({dataset.target.unit})" if dataset.target else None)
 
     @classmethod
     def _whole(cls, catalog_name: str, **fields) -> "Network":
@@ -277,6 +390,98 @@ class Network:
         task = "segmentation" if info.source == "segmentation" else "classification"
         return cls(input_shape=shape, task=task, num_classes=int(info.num_classes), count_params=params,
                    count_macs=macs, stage_paths=stages, catalog_name=catalog_name, **fields)
+
+
+# -- trained runs ----------------------------------------------------------------------------------------------------
+# A training data set of digits -> the `samples.DIGIT_SETS` entry whose held-out digits and photo preprocessing it
+# shares (rotated digits are the same 32×32 digits, turned).
+_DIGIT_SETS_OF = {"digits": "digits", "digits_canvas": "digits_on_canvas", "rotated_digits": "digits"}
+_MODE_PHRASES = {"scratch": "from scratch", "frozen": "on a frozen pretrained backbone",
+                 "finetune": "fine-tuned from pretrained weights",
+                 "discriminative": "fine-tuned from pretrained weights, the backbone slower"}
+_RECIPE_PHRASES = {"adam": "Adam", "one_cycle": "the one-cycle recipe", "resnet": "the ResNet recipe"}
+
+
+def _stamp(path: pathlib.Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """sha256 of a file, computed once per version of it (its time and size name the version)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _run_network(network) -> tuple[str, object]:
+    """("composition", spec) | ("catalog", name) | ("ready", name) of a run config's network."""
+    from .spec import ArchitectureSpec
+    from .weights import READY_MODELS
+
+    if isinstance(network, ArchitectureSpec):
+        return "composition", network
+    if isinstance(network, dict):
+        return "composition", ArchitectureSpec.from_dict(network)
+    if isinstance(network, str) and network.lstrip().startswith("{"):
+        return "composition", ArchitectureSpec.from_json(network)
+    return ("ready" if network in READY_MODELS else "catalog"), network
+
+
+def _fitted_spec(spec: ArchitectureSpec, dataset) -> ArchitectureSpec:
+    """The composition as the run trained it: its head sized to the data set, as `training.networks` does."""
+    d = spec.to_dict()
+    if dataset.task == "classification":
+        d["head"]["num_classes"] = dataset.num_classes
+    else:
+        d["head"]["outputs"] = 1
+    return ArchitectureSpec.from_dict(d)
+
+
+def _run_input_norm(cfg, kind: str, what, dataset) -> tuple | None:
+    """(mean, std) the run's images were normalised with (`Prepared.input_norm`): what its pretrained start expects,
+    or None for the data set's own (from scratch, or from an earlier run's file)."""
+    from .samples import DIGIT_SETS
+    from .weights import READY_MODELS
+
+    if cfg.mode == "scratch" or cfg.pretrained_from is not None:
+        return None
+    if kind == "composition":
+        arch = what.backbone.name
+    else:
+        arch = READY_MODELS[what].catalog_name if kind == "ready" else what
+    ready = READY_MODELS[what] if kind == "ready" else next(
+        (r for r in READY_MODELS.values() if r.catalog_name == arch), None)
+    if ready is not None:
+        digits = DIGIT_SETS[ready.dataset]
+        return (digits.mean,), (digits.std,)
+    return IMAGENET_MEAN, IMAGENET_STD  # torchvision's weights
+
+
+def _to_network_input(dataset, shape: tuple, norm: tuple | None):
+    """A function of (images normalised as ``dataset``, notes) -> the run's input: exactly the conversion its
+    training data went through (`training.networks.fit_data`: resize, channels, normalisation)."""
+    from .training.datasets import Splits
+    from .training.networks import fit_data
+
+    def convert(x: torch.Tensor, notes: list[str]) -> torch.Tensor:
+        y = torch.zeros(len(x), dtype=torch.int64)
+        return fit_data(Splits(x, y, x, y, x, y), dataset, shape, notes, norm)[0].x_train
+
+    return convert
+
+
+def _score(test: dict, dataset) -> str:
+    """The run's test score as the pages print it: "test accuracy 98.6 %", "test MAE 3.21°"."""
+    if "accuracy" in test:
+        return f"test accuracy {test['accuracy'] * 100:.1f} %"
+    if "mae" in test:
+        unit = dataset.target.unit if dataset.target else ""
+        return f"test MAE {test['mae']:.3g}{'' if unit in ('°', '') else ' '}{unit}"
+    return "no test score"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

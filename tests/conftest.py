@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import settings
 from torch import nn
 
@@ -15,6 +16,22 @@ FULL_EXAMPLES = 1000
 settings.register_profile("full", max_examples=FULL_EXAMPLES)
 settings.register_profile("check", max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_and_runs(tmp_path_factory):
+    """Data sets and runs go to temporary folders for the whole session (servers the tests start inherit them):
+    a CIFAR-10 someone downloaded into ~/.cache must not change what a test sees, and no test writes there.
+    A test that needs its own folder still sets ``EXPLORER_RUNS`` / ``EXPLORER_DATA`` with monkeypatch."""
+    saved = {k: os.environ.get(k) for k in ("EXPLORER_DATA", "EXPLORER_RUNS")}
+    os.environ["EXPLORER_DATA"] = str(tmp_path_factory.mktemp("data"))
+    os.environ["EXPLORER_RUNS"] = str(tmp_path_factory.mktemp("runs"))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def assert_clean(at) -> None:

@@ -1,5 +1,6 @@
 """The Train page in headless Chromium: start a tiny run by clicking, watch its curve appear while the page polls,
-see it finish with its test accuracy; start a long one and stop it with its button; a reload re-attaches.
+see it finish with its test accuracy, sample predictions and the images of a confusion cell; start a long one, see
+the time left, stop it with its button; a reload re-attaches; compare the two runs.
 
 The server trains into a temporary runs folder (``EXPLORER_RUNS``); screenshots go to tests/artifacts/.
 """
@@ -69,6 +70,16 @@ def walk(app_url, page):
     expect(run_line(page)).to_contain_text("epoch 3 of 3")
     expect(page.get_by_test_id("stMetricLabel").filter(has_text="Test accuracy")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Confusion matrix (test split)")).to_be_visible()
+    # the sample predictions of the last epoch, and the images of the most frequent mistake's cell
+    expect(page.get_by_text("Predictions on 8 validation images after epoch 3")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^\d+ test images?: true \d, predicted \d$"))).to_be_visible()
+    expect(page.get_by_role("button", name="Download a PyTorch training script (.py)")).to_be_visible()
+    # a click on the cell true 3, predicted 3 (row 4, column 4 of ten) opens its images
+    cells = page.locator(".js-plotly-plot").filter(has_text="Confusion matrix").first.locator(".nsewdrag").first
+    cells.scroll_into_view_if_needed()
+    box = cells.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 3.5 / 10, box["y"] + box["height"] * 3.5 / 10)
+    expect(page.get_by_text(re.compile(r"^\d+ test images?: true 3, predicted 3"))).to_be_visible(timeout=30_000)
     wait_until_idle(page)
     assert page.get_by_test_id("stException").count() == 0
     full_page_screenshot(page, "train_after.png")
@@ -87,7 +98,10 @@ def walk(app_url, page):
     expect(run_line(page)).to_contain_text("running", timeout=RUN_MS)
     expect(page.get_by_text("Training loss per batch")).to_be_visible(timeout=RUN_MS)
     expect(run_line(page)).to_contain_text(re.compile(r"epoch [2-9]\d* of 200"), timeout=RUN_MS)  # curves grow
-    expect(page.get_by_text("Loss per epoch")).to_be_visible()
+    expect(run_line(page)).to_contain_text(re.compile(r"per epoch, ≈ .+ left"))  # the time left, measured
+    # .first: while the fragment redraws, the old chart may still be there beside the new one
+    expect(page.get_by_text("Loss per epoch").first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Predictions on 8 validation images after epoch \d+")).first).to_be_visible()
     full_page_screenshot(page, "train_during.png")
     page.get_by_role("button", name="Stop run").click()
     expect(run_line(page)).to_contain_text("stopped", timeout=RUN_MS)
@@ -96,3 +110,19 @@ def walk(app_url, page):
     assert page.get_by_test_id("stException").count() == 0
     assert "Traceback" not in page.inner_text("body")
     full_page_screenshot(page, "train_stopped.png")
+
+    # the two runs compared: curves overlaid, the settings that differ, the results
+    second = re.search(r"run=([0-9a-f-]+)", page.url).group(1)
+    compare = page.get_by_role("combobox", name=re.compile(r"^Compare runs"))
+    for run_id in (first, second):  # type it, arrow down to it, Enter (as test_browser_compose.pick)
+        compare.click()
+        compare.fill(run_id)
+        compare.press("ArrowDown")
+        compare.press("Enter")
+        wait_until_idle(page)
+    page.keyboard.press("Escape")
+    expect(page.get_by_text("Validation accuracy per epoch")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("The settings that differ")).to_be_visible()
+    wait_until_idle(page)
+    assert page.get_by_test_id("stException").count() == 0
+    full_page_screenshot(page, "train_compare.png")

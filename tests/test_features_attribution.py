@@ -297,15 +297,18 @@ def _prob_after_greying(model, x, heat, cls, frac):
 
 
 def test_gradient_maps_lie_on_the_ink(lenet, held_out):
-    # Measured on these 20 digits: Saliency's mean heat on ink is 2.4–5+× that off ink (median 5.3); a uniform or
-    # random map gives 1. (Guided Backprop equals Saliency on LeNet: it has tanh units, no ReLU.)
+    # Measured on these 20 digits: Saliency's mean heat on ink is 1.4–6.6× that off ink (median 2.9); a uniform or
+    # random map gives 1 (at most 1.04 here). (Guided Backprop equals Saliency on LeNet: it has tanh units, no ReLU.)
+    # The weights retrained to read people's digits (issue 13: strokes thickened and thinned, printed digits) look
+    # more at the ground beside a stroke, where a thicker pen would draw, than the first weights did (2.4–5+×,
+    # median 5.3); on every digit the map is still further on the ink than any random map.
     x, _ = held_out
     gen = torch.Generator().manual_seed(0)
     ratios = [_ink_ratio(attr.attribute(lenet, x[i:i + 1], "Saliency"), x[i:i + 1]) for i in range(len(x))]
-    assert min(ratios) > 2.0 and float(np.median(ratios)) > 4.0
     assert _ink_ratio(torch.ones(32, 32), x[:1]) == pytest.approx(1.0)
     rand = [_ink_ratio(torch.rand(32, 32, generator=gen), x[i:i + 1]) for i in range(len(x))]
-    assert max(rand) < 1.3
+    assert max(rand) < 1.1
+    assert min(ratios) > 1.3 > max(rand) and float(np.median(ratios)) > 2.5
 
 
 def test_occlusion_and_integrated_gradients_are_faithful(lenet, held_out):
@@ -345,7 +348,7 @@ def test_grad_cam_of_the_gap_cnn_finds_the_digit_on_its_canvas():
     # The acceptance "Grad-CAM is a map of the input's size with its mass on the digit", on the ready model whose
     # head allows it: global average pooling into one linear layer makes Grad-CAM its exact class activation map.
     # Every held-out canvas: the digit's 24×24 box covers 14.1 % of the 64×64 canvas (uniform mass would put
-    # 14.1 % in it); measured over all 360: median 79 %, least 54 %.
+    # 14.1 % in it); measured over all 360: median 77 %, least 53 % (the weights of issue 13; the first: 79 %, 54 %).
     from explorer.samples import digits_on_canvas
     from explorer.weights import ready_model
 

@@ -133,13 +133,15 @@ def test_start_a_tiny_run_see_it_finish_and_reattach_by_its_link(runs_root):
     assert shown["Loss per epoch"]["data"][1]["y"] == pytest.approx([r["val_loss"] for r in expected.history])
     assert shown["Confusion matrix (test split)"]["data"][0]["z"] == expected.test["confusion"]
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Download the trained weights (.safetensors)", "Download the metrics (CSV)"]
+    assert labels == ["Download the trained weights (.safetensors)", "Download the metrics (CSV)",
+                      "Download a PyTorch training script (.py)"]
     runs = at.dataframe[-1].value
     assert list(runs["run"]) == [run_id] and list(runs["state"]) == ["finished"]
     assert list(runs["test"]) == [f"{expected.test['accuracy']:.1%} accuracy"]
 
-    # a reload is a new session on the same link: it shows the run and the session's runs again
-    again = open_page("train", run=run_id)
+    # a reload is a new session on the same address (the run and its owner): it shows the run and the runs again
+    assert param(at, "owner")
+    again = open_page("train", run=run_id, owner=param(at, "owner"))
     assert "**finished**" in run_line(again)
     assert metrics(again)["Test accuracy"] == m["Test accuracy"]
     assert list(again.dataframe[-1].value["run"]) == [run_id]
@@ -155,7 +157,8 @@ def test_stop_a_running_run_from_the_page(runs_root):
     run_id = run_line(at).split("`")[1]
     at.button(key=f"w.train.stop.{run_id}").click().run()
     run_until(at, lambda a: "**stopped**" in run_line(a), "the run to stop")
-    assert any(c.value.startswith("Stopped on request (stopped on request during epoch") for c in at.caption)
+    assert any(c.value.startswith("Stopped on request during epoch") and "; test accuracy " in c.value
+               and c.value.lower().count("stopped on request") == 1 for c in at.caption)  # said once
     assert "Test accuracy" in metrics(at)  # the model as it was becomes final, with its test metrics
     assert at.button(key=f"w.train.resume.{run_id}")  # a stopped run can be resumed from its checkpoint
 

@@ -158,7 +158,9 @@ def test_stop_on_request_keeps_the_last_checkpoint(tmp_path):
              if "stopped_after_batch" in last else None)
     result = manager.result(run_id)
     if where:  # the usual case: the request arrives mid-epoch
-        assert result["stopped"] == where and status["message"].startswith(f"Stopped on request ({where}); ")
+        # where it stopped, said once: "Stopped on request during epoch 3, after batch 2; test accuracy …"
+        assert result["stopped"] == where and status["message"].startswith(f"S{where[1:]}; test accuracy ")
+        assert status["message"].count("stopped on request") + status["message"].count("Stopped on request") == 1
     assert 0 < result["test"]["accuracy"] <= 1 and result["test"]["count"] == 360
     assert (manager.folder(run_id) / "final.safetensors").exists()
     assert not (manager.folder(run_id) / "stop").exists()

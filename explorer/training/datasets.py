@@ -17,18 +17,35 @@ Offline, always available:
   degrees.
 * ``faces`` — scikit-image's ``lfw_subset``: 200 greyscale 25×25 images, 100 faces and 100 non-faces (binary).
 
-Opt-in downloads (declared with a `Download`, not loadable in this version): ``cifar10``, ``oxford_pets``.
+Opt-in downloads (declared with a `Download`; fetched, checked and unpacked into the data folder by
+`explorer.training.downloads` only when a person asks; a folder filled by hand works offline):
+
+* ``cifar10`` — CIFAR-10 through ``torchvision.datasets.CIFAR10``: train 45,000 / validation 5,000 (stratified,
+  from the training set) / test 10,000, 32×32 colour.
+* ``oxford_pets`` — Oxford-IIIT Pet through ``torchvision.datasets.OxfordIIITPet`` (two archives, images and
+  annotations): the 37 breeds, trainval 90/10 into train / validation, test as test, each photo resized and
+  centre-cropped to 96×96 (at 224 px the 7,349 photos would take 4.4 GB as float32; at 96 px, 0.8 GB); the
+  resized pixels are kept beside the photos so later runs start in a second.
 
 Your own data: `from_zip(data, limits)` reads a zip of one folder per class (ImageFolder layout), checked before
-anything is decompressed to memory, each refusal one sentence.
+anything is decompressed to memory, each refusal one sentence. `store_upload(data)` checks it the same way, keeps
+it in the data folder (``uploads/<sha256[:16]>.zip``) and returns a name (``"zip:<sha256[:16]>"``) that `get`
+resolves in any process, so a run started in its own process can train on it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
+import json
+import os
+import pathlib
 import posixpath
+import re
 import stat
+import tempfile
+import threading
 import weakref
 import zipfile
 from typing import Callable
@@ -36,10 +53,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import downloads
+from .downloads import Archive
 from .errors import DatasetError
 
-__all__ = ["Dataset", "Splits", "Target", "Download", "PreviewSample", "ZipLimits", "names", "get", "register",
-           "from_zip", "SPLIT_SEED"]
+__all__ = ["Dataset", "Splits", "Target", "Download", "Archive", "PreviewSample", "ZipLimits", "names", "get",
+           "register", "from_zip", "store_upload", "uploads_folder", "prepare", "SPLIT_SEED", "PETS_SIDE"]
 
 SPLIT_SEED = 0  # the splits are part of a data set, not of a run: every run of a data set sees the same test split
 TASKS = ("classification", "regression")
@@ -54,13 +73,28 @@ class Target:
 
 @dataclasses.dataclass(frozen=True)
 class Download:
-    """Where an opt-in data set comes from (fetched with a progress bar by the later job runner; no network code
-    here): the archive's address and checksum, and the folder under the data folder it unpacks to."""
-    url: str
-    md5: str
-    megabytes: float
+    """Where an opt-in data set comes from: its archives (address, md5, size, what each unpacks to; fetched by
+    `downloads.fetch` when a person asks), the folder under the data folder it lives in, and the
+    torchvision.datasets class that reads it."""
+    archives: tuple[Archive, ...]
     folder: str
-    via: str  # the torchvision.datasets class that reads it
+    via: str
+
+    @property
+    def url(self) -> str:
+        return self.archives[0].url
+
+    @property
+    def md5(self) -> str:
+        return self.archives[0].md5
+
+    @property
+    def megabytes(self) -> float:
+        return sum(a.megabytes for a in self.archives)
+
+    @property
+    def hosts(self) -> str:
+        return ", ".join(dict.fromkeys(a.host for a in self.archives))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,16 +137,27 @@ class Dataset:
 
     @property
     def available(self) -> bool:
-        return self.loader is not None
+        """Whether the data is there: always for an offline set; for a download, when its archives are unpacked
+        in the data folder or placed there by hand (looks at the disk, never the network)."""
+        if self.loader is None:
+            return False
+        return self.download is None or downloads.present(self.download)
 
     def splits(self) -> Splits:
         """The fixed splits (loaded once per process; do not change the tensors in place)."""
-        if self.loader is None:
-            d = self.download
-            raise DatasetError(f"{self.title} is an opt-in download ({d.megabytes:.0f} MB from {d.url}) that this "
-                               "version cannot fetch yet; choose one of the offline data sets: "
-                               f"{', '.join(names())}.")
+        if self.loader is None or not self.available:
+            raise DatasetError(self.missing())
         return _cached_splits(self)
+
+    def missing(self) -> str:
+        """The sentence for a download that is not in the data folder (what to do about it)."""
+        d = self.download
+        if d is None:
+            return f"{self.title} cannot be loaded; choose one of the data sets: {', '.join(names())}."
+        files = " and ".join(a.filename for a in d.archives)
+        return (f"{self.title} is an opt-in download ({d.megabytes:.0f} MB from {d.hosts}) that is not in "
+                f"{downloads.data_folder()} yet; download it on the Train page, or put {files} there yourself, or "
+                f"choose one of the offline data sets: {', '.join(names())}.")
 
     def unnormalise(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images back to pixel values in [0, 1]."""
@@ -246,6 +291,164 @@ def _load_faces() -> Splits:
     return _from_indices(x, torch.from_numpy(labels), train, val, test)
 
 
+# -- the opt-in downloads ----------------------------------------------------------------------------------------
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_CIFAR_FOLDER = "cifar-10-batches-py"
+_CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                "batches.meta")
+# The breeds in the order of their class ids in the annotations (1-37), named as torchvision names them.
+PETS_CLASSES = (
+    "Abyssinian", "American Bulldog", "American Pit Bull Terrier", "Basset Hound", "Beagle", "Bengal", "Birman",
+    "Bombay", "Boxer", "British Shorthair", "Chihuahua", "Egyptian Mau", "English Cocker Spaniel", "English Setter",
+    "German Shorthaired", "Great Pyrenees", "Havanese", "Japanese Chin", "Keeshond", "Leonberger", "Maine Coon",
+    "Miniature Pinscher", "Newfoundland", "Persian", "Pomeranian", "Pug", "Ragdoll", "Russian Blue",
+    "Saint Bernard", "Samoyed", "Scottish Terrier", "Shiba Inu", "Siamese", "Sphynx", "Staffordshire Bull Terrier",
+    "Wheaten Terrier", "Yorkshire Terrier")
+_PETS_FOLDER = "oxford-iiit-pet"
+PETS_SIDE = 96  # 7,349 photos × 3×96×96 float32 = 0.8 GB in memory; at 224 px they would take 4.4 GB
+
+
+def _normalised(pixels: np.ndarray, dataset: Dataset) -> torch.Tensor:
+    """N×H×W×3 uint8 pixels as the data set's normalised N×3×H×W float32 (one float copy, normalised in place)."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+    mean = torch.tensor(dataset.mean).view(1, -1, 1, 1)
+    std = torch.tensor(dataset.std).view(1, -1, 1, 1)
+    return x.sub_(mean).div_(std).contiguous()
+
+
+def _pixel_splits(dataset: Dataset, pixels: np.ndarray, labels: np.ndarray, train, val, test) -> Splits:
+    """Splits made from uint8 pixels part by part, so no full-size float copy of the whole set is held twice."""
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    parts = [(_normalised(pixels[idx], dataset), y[idx].contiguous()) for idx in (train, val, test)]
+    return Splits(parts[0][0], parts[0][1], parts[1][0], parts[1][1], parts[2][0], parts[2][1])
+
+
+def _cifar10_class():
+    from torchvision.datasets import CIFAR10
+
+    class FilesCIFAR10(CIFAR10):
+        """torchvision's CIFAR10 that checks the files are there rather than their per-file md5s: the archive's
+        md5 was checked before it was unpacked, and a folder placed by hand is read as it is."""
+
+        def _check_integrity(self) -> bool:
+            folder = pathlib.Path(self.root) / self.base_folder
+            return all((folder / f).is_file() for f, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:
+            import pickle
+
+            with open(pathlib.Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    return FilesCIFAR10
+
+
+def _load_cifar10() -> Splits:
+    import pickle
+
+    dataset = _REGISTRY["cifar10"]
+    root = downloads.unpacked(dataset.download, dataset.title)
+    folder = root / _CIFAR_FOLDER
+    try:
+        cifar = _cifar10_class()
+        train, test = cifar(str(root), train=True), cifar(str(root), train=False)
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as e:
+        raise DatasetError(f"The CIFAR-10 files in {folder} cannot be read ({str(e)[:80]}); delete that folder and "
+                           "download CIFAR-10 again.") from None
+    if tuple(train.classes) != CIFAR10_CLASSES:
+        raise DatasetError(f"The files in {folder} name the classes {', '.join(map(str, train.classes))[:120]}, not "
+                           "CIFAR-10's ten; delete that folder and download CIFAR-10 again.")
+    labels = np.asarray(train.targets + test.targets, dtype=np.int64)
+    pixels = np.concatenate([train.data, test.data])
+    val, train_idx = stratified_split(labels[:len(train.targets)], (0.1,))
+    test_idx = np.arange(len(train.targets), len(labels))
+    return _pixel_splits(dataset, pixels, labels, train_idx, val, test_idx)
+
+
+def _pets_cache_key(base: pathlib.Path, side: int) -> str:
+    digest = hashlib.sha256(f"{side}px".encode())
+    for split in ("trainval", "test"):
+        digest.update((base / "annotations" / f"{split}.txt").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _pets_pixels(root: pathlib.Path, side: int = PETS_SIDE,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(N×side×side×3 uint8 pixels, class ids, how many of them are trainval): the trainval photos then the test
+    photos, each resized and centre-cropped. Decoded once and kept beside the photos (``explorer-<side>px.npz``,
+    keyed by the split lists), since decoding 7,349 JPEGs takes a minute and each run is its own process."""
+    from torchvision.datasets import OxfordIIITPet
+
+    from ..images import resize_crop
+
+    base = root / _PETS_FOLDER
+    try:
+        key = _pets_cache_key(base, side)
+    except OSError as e:
+        raise DatasetError(f"The Oxford-IIIT Pet split lists in {base / 'annotations'} cannot be read "
+                           f"({e.strerror}); delete {base} and download the data set again.") from None
+    cache = base / f"explorer-{side}px.npz"
+    try:
+        with np.load(cache, allow_pickle=False) as kept:
+            if str(kept["key"]) == key:
+                return kept["pixels"], kept["labels"], int(kept["trainval"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        pass  # not made yet, or damaged: made again below
+
+    def picture(image) -> np.ndarray:
+        return np.asarray(resize_crop(image, (side, side)).convert("RGB"), dtype=np.uint8)
+
+    try:
+        parts = [OxfordIIITPet(str(root), split=split, transform=picture) for split in ("trainval", "test")]
+    except (RuntimeError, OSError, ValueError) as e:
+        raise DatasetError(f"The Oxford-IIIT Pet files in {base} cannot be read ({str(e)[:80]}); delete that folder "
+                           "and download the data set again.") from None
+    total = sum(len(p) for p in parts)
+    pixels = np.empty((total, side, side, 3), dtype=np.uint8)
+    labels = np.empty(total, dtype=np.int64)
+    i = 0
+    for part in parts:
+        for j in range(len(part)):
+            try:
+                pixels[i], labels[i] = part[j]
+            except (OSError, ValueError, SyntaxError):  # PIL: missing, truncated or not an image
+                photo = getattr(part, "_images", [None] * (j + 1))[j]  # only to name it
+                raise DatasetError(f"The photo {getattr(photo, 'name', f'number {j + 1}')} in {base / 'images'} is "
+                                   f"missing, damaged or not an image; delete {base} and download the data set "
+                                   "again.") from None
+            i += 1
+            if progress is not None and (i % 64 == 0 or i == total):
+                progress(i, total)
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(PETS_CLASSES):
+        raise DatasetError(f"The split lists in {base / 'annotations'} have class ids outside 1–{len(PETS_CLASSES)}; "
+                           f"delete {base} and download the data set again.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=base, prefix=f".{cache.name}.", suffix=".partial", delete=False) as f:
+            np.savez(f, pixels=pixels, labels=labels, trainval=len(parts[0]), key=key)
+        os.replace(f.name, cache)
+    except OSError:  # a read-only folder filled by hand: decoded again next time
+        with contextlib.suppress(OSError, NameError):
+            os.unlink(f.name)
+    return pixels, labels, len(parts[0])
+
+
+def _load_pets() -> Splits:
+    dataset = _REGISTRY["oxford_pets"]
+    root = downloads.unpacked(dataset.download, dataset.title)
+    pixels, labels, trainval = _pets_pixels(root)
+    val, train = stratified_split(labels[:trainval], (0.1,))
+    return _pixel_splits(dataset, pixels, labels, train, val, np.arange(trainval, len(labels)))
+
+
+def prepare(name, progress: Callable[[int, int], None] | None = None) -> None:
+    """Do once what loading ``name`` needs beyond its files, with ``progress(done, total)``: for Oxford-IIIT Pets,
+    decode and resize the photos (kept beside them); nothing for the others."""
+    dataset = get(name)
+    if dataset.name == "oxford_pets" and dataset.available:
+        _pets_pixels(downloads.unpacked(dataset.download, dataset.title), progress=progress)
+
+
 _REGISTRY: dict[str, Dataset] = {}
 
 
@@ -280,22 +483,32 @@ register(Dataset(
     "scikit-image's bundled skimage.data.lfw_subset(): 200 greyscale 25×25 images, the first 100 faces from "
     "Labeled Faces in the Wild, the other 100 not faces; 60/20/20 stratified split",
     classes=("not a face", "face"), mean=(0.5,), std=(0.5,), loader=_load_faces))
-# Opt-in downloads: declared so pages can list them; fetching (progress, checksum, data folder) comes with the job
-# runner. Until then `splits()` says so in a sentence.
+# Opt-in downloads: listed always, trainable once their archives are in the data folder (`Dataset.available`).
 register(Dataset(
     "cifar10", "CIFAR-10", "classification", (3, 32, 32),
-    "CIFAR-10 (Krizhevsky, 2009): 60,000 32×32 colour images in 10 classes, an opt-in download",
-    classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
-    download=Download("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
-                      163, "cifar-10-batches-py", "torchvision.datasets.CIFAR10")))
+    "CIFAR-10 (Krizhevsky, 2009): 60,000 32×32 colour images in 10 classes, an opt-in download read with "
+    "torchvision.datasets.CIFAR10; 45,000 training and 5,000 validation images (stratified, from the training "
+    "set), the 10,000 test images as test, normalised with the training set's mean / std per channel",
+    classes=CIFAR10_CLASSES, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), loader=_load_cifar10,
+    download=Download((Archive("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                               "c58f30108f718f92721af3b95e74349a", 170_498_071, "",
+                               tuple(f"{_CIFAR_FOLDER}/{f}" for f in _CIFAR_FILES)),),
+                      _CIFAR_FOLDER, "torchvision.datasets.CIFAR10")))
 register(Dataset(
-    "oxford_pets", "Oxford-IIIT Pets (37 breeds)", "classification", (3, 224, 224),
-    "Oxford-IIIT Pet (Parkhi et al., 2012): 7,349 photos of 37 cat and dog breeds, an opt-in download",
-    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-    download=Download("https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz",
-                      "5c4f3ee8e5d25df40f4fd59a7f44e54c", 792, "oxford-iiit-pet",
-                      "torchvision.datasets.OxfordIIITPet")))
+    "oxford_pets", f"Oxford-IIIT Pets, 37 breeds at {PETS_SIDE}×{PETS_SIDE}", "classification",
+    (3, PETS_SIDE, PETS_SIDE),
+    "Oxford-IIIT Pet (Parkhi et al., 2012): 7,349 photos of 37 cat and dog breeds, an opt-in download read with "
+    "torchvision.datasets.OxfordIIITPet; the trainval photos split 90/10 (stratified) into training and "
+    f"validation, the test photos as test, each resized and centre-cropped to {PETS_SIDE}×{PETS_SIDE} and "
+    "normalised with ImageNet's mean / std",
+    classes=PETS_CLASSES, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), loader=_load_pets,
+    download=Download((Archive("https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz",
+                               "5c4f3ee8e5d25df40f4fd59a7f44e54c", 791_918_971, _PETS_FOLDER,
+                               (f"{_PETS_FOLDER}/images",)),
+                       Archive("https://www.robots.ox.ac.uk/~vgg/data/pets/data/annotations.tar.gz",
+                               "95a8c909bbe2e81eed6a22bccdf3f68f", 19_173_078, _PETS_FOLDER,
+                               (f"{_PETS_FOLDER}/annotations/trainval.txt", f"{_PETS_FOLDER}/annotations/test.txt"))),
+                      _PETS_FOLDER, "torchvision.datasets.OxfordIIITPet")))
 
 
 def names(include_downloads: bool = False) -> list[str]:
@@ -305,9 +518,12 @@ def names(include_downloads: bool = False) -> list[str]:
 
 
 def get(name) -> Dataset:
-    """The data set called ``name`` (a `Dataset` is returned as it is)."""
+    """The data set called ``name`` (a `Dataset` is returned as it is; ``"zip:<16 hex digits>"`` is a zip kept by
+    `store_upload`, read from the data folder)."""
     if isinstance(name, Dataset):
         return name
+    if isinstance(name, str) and name.startswith("zip:"):
+        return _stored_upload(name)
     if name not in _REGISTRY:
         raise DatasetError(f"There is no data set called {str(name)[:60]!r}; choose one of "
                            f"{', '.join(names())}, or upload a zip of one folder per class.")
@@ -429,8 +645,7 @@ def from_zip(data: bytes, limits: ZipLimits | None = None, name: str = "your dat
         mean, std = tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
     y = np.asarray(labels, dtype=np.int64)
     val, test, train = stratified_split(y, (0.15, 0.15))
-    digest = hashlib.sha256(data).hexdigest()[:12]
-    ds = Dataset(f"zip:{digest}", name, "classification", tuple(x.shape[1:]),
+    ds = Dataset(f"zip:{_upload_key(data, limits)}", name, "classification", tuple(x.shape[1:]),
                  f"{name}: {len(y):,} images in {len(classes)} folders, resized and centre-cropped to "
                  f"{side}×{side}{', greyscale' if grey else ''}; 70/15/15 stratified split",
                  classes=tuple(classes), mean=mean, std=std)
@@ -439,3 +654,95 @@ def from_zip(data: bytes, limits: ZipLimits | None = None, name: str = "your dat
     object.__setattr__(ds, "loader", lambda: splits)
     return ds
 
+
+
+# -- uploads kept for runs in other processes --------------------------------------------------------------------
+_UPLOAD_NAME = re.compile(r"zip:[0-9a-f]{16}")
+MAX_KEPT_UPLOADS = 4  # decoded uploads held per process (each up to a few hundred MB of tensors)
+_uploads: dict[str, Dataset] = {}  # oldest first
+_uploads_lock = threading.Lock()
+
+
+def _upload_key(data: bytes, limits: ZipLimits) -> str:
+    """The zip's sha256 (16 hex digits); with other limits than the defaults they are hashed too, since the same
+    zip at another image size is another data set."""
+    digest = hashlib.sha256(data)
+    if limits != ZipLimits():
+        digest.update(json.dumps(dataclasses.asdict(limits), sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def uploads_folder() -> pathlib.Path:
+    return downloads.data_folder() / "uploads"
+
+
+def _remember(dataset: Dataset) -> Dataset:
+    with _uploads_lock:
+        _uploads.pop(dataset.name, None)
+        _uploads[dataset.name] = dataset
+        while len(_uploads) > MAX_KEPT_UPLOADS:
+            _uploads.pop(next(iter(_uploads)))
+    return dataset
+
+
+def _write_atomically(path: pathlib.Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
+        tmp = pathlib.Path(f.name)
+        try:
+            f.write(data)
+        except OSError:
+            f.close()
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, path)
+
+
+def store_upload(data: bytes, limits: ZipLimits | None = None, title: str = "your data") -> str:
+    """Check a zip of one folder per class as `from_zip` does (each refusal a sentence), keep it in the data folder
+    (``uploads/<sha256[:16]>.zip``, beside what it was read with) and return its name, ``"zip:<sha256[:16]>"``,
+    which `get` resolves in this or any other process."""
+    limits = limits or ZipLimits()
+    dataset = from_zip(data, limits, name=title)
+    key = dataset.name[len("zip:"):]
+    folder = uploads_folder()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # the description first: a zip is never there without it
+        _write_atomically(folder / f"{key}.json", json.dumps({"title": title, "limits": dataclasses.asdict(limits)},
+                                                             indent=1).encode())
+        if not (folder / f"{key}.zip").is_file():
+            _write_atomically(folder / f"{key}.zip", bytes(data))
+    except OSError as e:
+        raise DatasetError(f"{title} cannot be kept in {folder} ({e.strerror or e}); set EXPLORER_DATA to a folder "
+                           "you can write to, with room for it.") from None
+    _remember(dataset)
+    return dataset.name
+
+
+def _stored_upload(name: str) -> Dataset:
+    if not _UPLOAD_NAME.fullmatch(name):
+        raise DatasetError(f"{name[:60]!r} is not the name of an uploaded data set (zip: and 16 hex digits); upload "
+                           "the zip again.")
+    with _uploads_lock:
+        dataset = _uploads.get(name)
+    if dataset is not None:
+        return _remember(dataset)
+    key, folder = name[len("zip:"):], uploads_folder()
+    try:
+        data = (folder / f"{key}.zip").read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"The uploaded data set {name} is not in {folder} (deleted, or uploaded while "
+                           "EXPLORER_DATA pointed elsewhere); upload its zip again.") from None
+    except OSError as e:
+        raise DatasetError(f"The uploaded data set {name} in {folder} cannot be read ({e.strerror}); upload its zip "
+                           "again.") from None
+    try:
+        kept = json.loads((folder / f"{key}.json").read_text())
+        title, limits = str(kept["title"]), ZipLimits(**kept["limits"])
+    except (OSError, ValueError, TypeError, KeyError):  # no description (or a damaged one): the defaults
+        title, limits = "your data", ZipLimits()
+    dataset = from_zip(data, limits, name=title)
+    if dataset.name != name:
+        raise DatasetError(f"The uploaded data set {name} in {folder} was changed since it was uploaded; upload its "
+                           "zip again.")
+    return _remember(dataset)

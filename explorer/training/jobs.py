@@ -6,6 +6,12 @@
     manager.status(run_id), manager.metrics(run_id), manager.result(run_id)
     manager.stop(run_id), manager.pause(run_id), manager.resume(run_id), manager.prune(max_bytes)
 
+A submission is refused, with both figures, when one training step (activations for the batch, weights, gradients,
+optimiser state) needs more memory than the server's budget (``$EXPLORER_TRAIN_MEMORY_MB``, default a quarter of
+the RAM). Stop, pause and resume given an ``owner`` act only on that owner's runs. With ``max_bytes`` (the page:
+``$EXPLORER_RUNS_MAX_MB``, default 2000 MB), `poll` prunes the oldest ended runs past it and keeps the last report
+that removed any (`last_removal`).
+
 A run's state lives only in its folder (see `runfolder`), so a new manager on the same root — a server restart —
 finds every run again: finished ones are listed, queued ones queue again in their order, and one whose status says
 running but whose process is gone is marked ``interrupted`` and can be resumed from its last checkpoint.
@@ -35,9 +41,52 @@ from .errors import TrainingError
 from .runfolder import (ACTIVE_STATES, RESUMABLE_STATES, RUN_ID, TERMINAL_STATES, RunFolder, load_checkpoint, now,
                         pid_alive)
 
-__all__ = ["RunManager", "PruneReport", "default_runs_root", "RUNS_ENV"]
+__all__ = ["RunManager", "PruneReport", "default_runs_root", "RUNS_ENV", "MEMORY_ENV", "RUNS_MAX_ENV",
+           "memory_budget", "runs_max_bytes", "memory_refusal"]
 
 RUNS_ENV = "EXPLORER_RUNS"
+# sizes in MB of 10⁶ bytes, as the pages print them
+MEMORY_ENV = "EXPLORER_TRAIN_MEMORY_MB"  # what one run's training step may hold; default: a quarter of the RAM
+RUNS_MAX_ENV = "EXPLORER_RUNS_MAX_MB"  # the runs folder's size cap; default 2000 MB
+DEFAULT_RUNS_MAX_MB = 2000
+
+
+def _megabytes_from_env(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return int(value * 10**6) if value > 0 else None
+
+
+def memory_budget() -> int:
+    """The training memory one run may use, in bytes: ``$EXPLORER_TRAIN_MEMORY_MB``, else a quarter of the RAM."""
+    budget = _megabytes_from_env(MEMORY_ENV)
+    if budget is not None:
+        return budget
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 2 * 2**30
+
+
+def runs_max_bytes() -> int:
+    """The runs folder's size cap in bytes: ``$EXPLORER_RUNS_MAX_MB``, else 2000 MB."""
+    return _megabytes_from_env(RUNS_MAX_ENV) or DEFAULT_RUNS_MAX_MB * 10**6
+
+
+def memory_refusal(memory, budget: int) -> str | None:
+    """The sentence refusing a run whose training step (a `loop.TrainingMemory`) needs more than ``budget``
+    bytes, with both figures and what to change; None when it fits."""
+    if memory is None or memory.total <= budget:
+        return None
+    largest = memory.largest_batch(budget)
+    what = (f"choose a batch of at most {largest:,}, or build the network for a smaller input" if largest else
+            "even one image does not fit: build the network for a smaller input, or choose a smaller network")
+    return (f"Training a batch of {memory.batch_size:,} needs about {_size(memory.total)} ({_size(memory.activations)} "
+            f"of activations saved for the backward pass, {_size(memory.fixed)} of weights, gradients and optimiser "
+            f"state), more than this server's training budget of {_size(budget)}; {what}.")
 
 
 def default_runs_root() -> pathlib.Path:
@@ -46,10 +95,11 @@ def default_runs_root() -> pathlib.Path:
 
 
 def _size(n: int) -> str:
-    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+    """Bytes in decimal units, as the pages print them (1 MB = 10⁶ bytes): "2.33 MB"."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
+            return f"{n / scale:,.2f} {unit}"
+    return f"{int(n):,} B"
 
 
 def _plural(n: int, word: str) -> str:
@@ -70,14 +120,17 @@ class RunManager:
     cores, at least one), at most ``max_per_owner`` queued or running per owner (a session id)."""
 
     def __init__(self, root: str | os.PathLike | None = None, max_concurrent: int | None = None, *,
-                 max_per_owner: int = 3, threads_per_run: int = 1, max_bytes: int | None = None):
+                 max_per_owner: int = 3, threads_per_run: int = 1, max_bytes: int | None = None,
+                 memory_budget: int | None = None):
         self.root = pathlib.Path(root) if root is not None else default_runs_root()
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_concurrent = max_concurrent or max(1, (os.cpu_count() or 1) // 2)
         self.max_per_owner = max_per_owner
         self.threads_per_run = threads_per_run
         self.max_bytes = max_bytes  # when set, `poll` prunes to it
+        self.memory_budget = memory_budget  # None: `memory_budget()`, read at each submission
         self.last_prune: PruneReport | None = None
+        self.last_removal: PruneReport | None = None  # the last prune that removed runs (the page says so)
         self._lock = threading.RLock()
         self._context = multiprocessing.get_context("spawn")
         self._processes: dict[str, multiprocessing.process.BaseProcess] = {}  # the workers this manager started
@@ -138,8 +191,11 @@ class RunManager:
     def submit(self, cfg: TrainConfig, owner: str | None = None) -> str:
         """Queue ``cfg`` as a new run of ``owner`` (a session id) and start it if a slot is free; returns its id.
         Refused with a sentence: not a TrainConfig, a data set that is not a registered name (an uploaded zip
-        cannot travel to a worker yet), or the owner's quota full (no quota for owner None)."""
+        cannot travel to a worker yet), a network that cannot be built, a training step that needs more memory
+        than the budget (`memory_refusal`), or the owner's quota full (no quota for owner None). The status keeps
+        the MACs per image and the training memory for the Runs comparison."""
         from . import datasets
+        from .loop import training_memory
 
         if not isinstance(cfg, TrainConfig):
             raise TrainingError(f"A run is made from a TrainConfig; got {type(cfg).__name__}.")
@@ -148,6 +204,10 @@ class RunManager:
                                 "for now; choose one of the offline data sets to run it as a job.")
         if cfg.threads is None:  # capped, so the pages stay responsive while it trains
             cfg = cfg.replace(threads=self.threads_per_run)
+        memory, macs = training_memory(cfg)  # builds the model: a network that cannot be built is refused here
+        refused = memory_refusal(memory, self.memory_budget or memory_budget())
+        if refused:
+            raise TrainingError(refused)
         with self._lock:
             self._check_quota(owner)
             run_id = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
@@ -157,7 +217,8 @@ class RunManager:
             folder.write_config(cfg)
             t = now()
             folder.update_status(state="queued", owner=owner, submitted=t, queued_at=t, epoch=0, epochs=cfg.epochs,
-                                 pid=None, started=None, ended=None, message="Waiting for a free slot.")
+                                 pid=None, started=None, ended=None, message="Waiting for a free slot.",
+                                 macs=macs, training_memory=None if memory is None else memory.total)
             self._queue.append(run_id)
             self.poll()
             return run_id
@@ -207,6 +268,8 @@ class RunManager:
                 self._start(self._queue.pop(0))
             if self.max_bytes is not None:
                 self.last_prune = self.prune(self.max_bytes)
+                if self.last_prune.removed:
+                    self.last_removal = self.last_prune
 
     def wait(self, run_id: str, timeout: float, interval: float = 0.1) -> dict:
         """Poll until ``run_id`` has ended and its worker process is gone (or ``timeout`` seconds pass); its
@@ -256,16 +319,32 @@ class RunManager:
     def config(self, run_id: str) -> TrainConfig:
         return self._folder(run_id).config()
 
+    def samples(self, run_id: str) -> dict | None:
+        """samples.json: the predictions on the fixed validation images after the latest epoch, or None."""
+        return self._folder(run_id).samples()
+
+    def size(self) -> int:
+        """Bytes the runs folder holds."""
+        with self._lock:
+            return sum(RunFolder(self.root / r).size() for r in self._run_ids())
+
     def folder(self, run_id: str) -> pathlib.Path:
         """Where the run's files are (final.safetensors, checkpoint.safetensors, metrics.jsonl: the downloads)."""
         return self._folder(run_id).path
 
     # -- requests ------------------------------------------------------------------------------------------------
-    def stop(self, run_id: str) -> str:
+    def _check_owner(self, folder: RunFolder, owner: str | None) -> None:
+        if owner is not None and folder.status().get("owner") != owner:
+            raise TrainingError(f"The run {folder.run_id} belongs to another session, so it is shown read-only; "
+                                "start a run of your own to stop, pause or resume it.")
+
+    def stop(self, run_id: str, owner: str | None = None) -> str:
         """Stop a run: a running one after its current step (its model so far becomes final, its last checkpoint
-        stays); a queued, paused or interrupted one at once. Returns a sentence."""
+        stays); a queued, paused or interrupted one at once. With ``owner``, only that owner's run (as pause and
+        resume). Returns a sentence."""
         with self._lock:
             folder = self._folder(run_id)
+            self._check_owner(folder, owner)
             state = folder.status().get("state")
             if state == "running":
                 folder.request_path("stop").write_text("stop")
@@ -279,11 +358,12 @@ class RunManager:
                 return "The run is stopped; its checkpoint is kept."
             raise TrainingError(f"The run {run_id} has already ended ({state}); there is nothing to stop.")
 
-    def pause(self, run_id: str, at_once: bool = False) -> str:
+    def pause(self, run_id: str, at_once: bool = False, owner: str | None = None) -> str:
         """Ask a running run to checkpoint at the end of its current epoch and exit (``at_once``: after the current
         step; the part-epoch is trained again on resume). Returns a sentence."""
         with self._lock:
             folder = self._folder(run_id)
+            self._check_owner(folder, owner)
             state = folder.status().get("state")
             if state != "running":
                 raise TrainingError(f"The run {run_id} is {state}, not running; only a running run can be paused"
@@ -292,10 +372,11 @@ class RunManager:
             return ("The run pauses after its current step." if at_once else
                     "The run pauses at the end of its current epoch.")
 
-    def resume(self, run_id: str) -> str:
+    def resume(self, run_id: str, owner: str | None = None) -> str:
         """Queue a paused, interrupted or stopped run to continue from its last checkpoint. Returns a sentence."""
         with self._lock:
             folder = self._folder(run_id)
+            self._check_owner(folder, owner)
             status = folder.status()
             state = status.get("state")
             if state not in RESUMABLE_STATES:

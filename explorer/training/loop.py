@@ -30,8 +30,11 @@ from .networks import Prepared, fit_data, fold_target_scale, folded_state, prepa
 from .recipes import Recipe, Schedule, make_recipe, preview_schedule
 
 __all__ = ["fit", "train", "prepare", "RunPlan", "evaluate", "TrainResult", "FitResult", "trainable_parameters",
-           "lr_schedule",
-           "augmentation_preview", "choose_device", "make_augmenter"]
+           "lr_schedule", "augmentation_preview", "choose_device", "make_augmenter", "sample_indices",
+           "sample_predictions", "SAMPLES", "TrainingMemory", "training_memory", "memory_of", "EpochEstimate",
+           "estimate_epoch"]
+
+SAMPLES = 8  # validation images whose predictions a run shows after every epoch
 
 EVAL_BATCH = 256
 
@@ -89,8 +92,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, num_
 
     Classification: ``loss`` (cross-entropy, no smoothing), ``accuracy`` (top-1), ``top5`` (more than five
     classes), ``confusion`` (rows: true class, columns: predicted), ``correct``, ``count``.
-    Regression: ``mse``, ``mae`` (in the target's unit), ``loss`` (= mse), ``count``, and with ``pairs`` the
-    (predicted, true) values. ``scale`` = (mean, std) of a model still predicting the standardised target.
+    Regression: ``mse``, ``mae`` (in the target's unit), ``loss`` (= mse), ``count``. With ``pairs``, the
+    (predicted, true) value or class of every sample, in order (what a confusion cell or a scatter point counts).
+    ``scale`` = (mean, std) of a model still predicting the standardised target.
     """
     was_training = model.training
     model.eval()
@@ -120,6 +124,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, num_
         result["top5"] = float((top5 == y[:, None]).any(1).float().mean())
     result["confusion"] = torch.bincount(y.cpu() * num_classes + predicted.cpu(),
                                          minlength=num_classes ** 2).view(num_classes, num_classes).tolist()
+    if pairs:
+        result["pairs"] = torch.stack([predicted, y], 1).cpu().tolist()
     return result
 
 
@@ -150,14 +156,15 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, *, task: str, num_classe
         time_budget: float | None = None, device: torch.device | str = "cpu",
         on_batch: Callable[[dict], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
         should_stop: Callable[[], bool] | None = None, on_checkpoint: Callable[[dict], None] | None = None,
-        resume: dict | None = None) -> FitResult:
+        after_epoch: Callable[[nn.Module, int], None] | None = None, resume: dict | None = None) -> FitResult:
     """Train ``model`` in place on ``data.x_train`` with ``recipe``; measure ``data.x_val`` after every epoch.
 
     ``target_scale`` (regression): (mean, std) of the training targets; the model learns the standardised target
     and metrics are reported in the target's unit (fold the scale into the output layer afterwards).
     ``frozen_batchnorms`` stay in eval mode (their running statistics unchanged). Callbacks: ``on_batch`` gets
     {epoch, batch, step, loss, lr, lrs} after each step, ``on_epoch`` the history row, ``on_checkpoint`` a
-    resumable state (model, optimiser, scheduler, history) after each complete epoch, ``should_stop()`` is asked
+    resumable state (model, optimiser, scheduler, history) after each complete epoch, ``after_epoch(model,
+    epoch)`` the model after each epoch's validation (to look at it, not to change it), ``should_stop()`` is asked
     after each step (a stop mid-epoch records that epoch's row with ``stopped_after_batch`` and no checkpoint).
     ``resume`` is such a state: training continues with the next epoch, exactly as an uninterrupted run.
     """
@@ -307,6 +314,8 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, *, task: str, num_classe
                 else:
                     bad_epochs += 1
                 history.append(row)
+                if after_epoch is not None:
+                    after_epoch(model, epoch)
                 snapshot = _snapshot(model)
                 if snapshot is not None:
                     safe_state = snapshot
@@ -409,10 +418,11 @@ def _threads(n: int | None):
 
 
 def train(cfg: TrainConfig, *, on_batch=None, on_epoch=None, should_stop=None, on_checkpoint=None,
-          resume: dict | None = None) -> TrainResult:
+          on_samples=None, resume: dict | None = None) -> TrainResult:
     """Run ``cfg`` in this process and return the trained model with its history and test metrics; callbacks and
-    ``resume`` as `fit`. Raises `TrainingError` (one sentence) for a config that cannot run or a loss that
-    became NaN / infinite."""
+    ``resume`` as `fit`; ``on_samples(epoch, samples)`` gets, after each epoch, the predictions on a fixed set of
+    validation images (`sample_predictions`). Raises `TrainingError` (one sentence) for a config that cannot run
+    or a loss that became NaN / infinite."""
     if not isinstance(cfg, TrainConfig):
         raise TrainingError(f"train() takes a TrainConfig; got {type(cfg).__name__}.")
     device = choose_device(cfg.device)
@@ -429,12 +439,21 @@ def train(cfg: TrainConfig, *, on_batch=None, on_epoch=None, should_stop=None, o
         p.notes.append(f"recipe: {run.recipe.describe()}")
         p.notes.append(f"trained on {device.type.upper() if device.type != 'cpu' else 'the CPU'}"
                        + (" (mixed precision, channels_last)" if device.type == "cuda" else ""))
+        after_epoch = None
+        if on_samples is not None:
+            chosen = sample_indices(data.y_val, ds.task)
+            pictures = ds.splits().x_val[chosen]  # as the data set has them, not resized for the network
+
+            def after_epoch(model, epoch):
+                on_samples(epoch, sample_predictions(model, data.x_val[chosen].to(device), data.y_val[chosen], ds,
+                                                     pictures, scale))
         try:
             fitted = fit(p.model, data, run.recipe, task=ds.task, num_classes=ds.num_classes,
                          label_smoothing=cfg.label_smoothing, augment=augment, frozen_batchnorms=p.frozen_batchnorms,
                          target_scale=scale, seed=cfg.seed, early_stopping=cfg.early_stopping,
                          time_budget=cfg.time_budget, device=device, on_batch=on_batch, on_epoch=on_epoch,
-                         should_stop=should_stop, on_checkpoint=on_checkpoint, resume=resume)
+                         should_stop=should_stop, on_checkpoint=on_checkpoint, after_epoch=after_epoch,
+                         resume=resume)
         except TrainingError as e:
             if e.last_state is not None and scale is not None:  # hand back weights that predict the target itself
                 p.model.load_state_dict(e.last_state)
@@ -491,3 +510,187 @@ def augmentation_preview(cfg: TrainConfig, n: int = 8) -> list[tuple[PreviewSamp
     return [(PreviewSample(_as_picture(dataset.unnormalise(a)), dataset.label(y)),
              PreviewSample(_as_picture(dataset.unnormalise(b)), dataset.label(y)))
             for a, b, y in zip(x, changed, splits.y_train[:n])]
+
+
+# -- sample predictions after every epoch ------------------------------------------------------------------------
+def sample_indices(y_val: torch.Tensor, task: str, n: int = SAMPLES) -> torch.Tensor:
+    """A fixed set of ``n`` validation images: for classification the first image of each class in turn (so the
+    grid shows several classes), else the first ``n``."""
+    if task != "classification":
+        return torch.arange(min(n, len(y_val)))
+    chosen: list[int] = []
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(y_val.tolist()):
+        by_class.setdefault(c, []).append(i)
+    queues = [by_class[c] for c in sorted(by_class)]
+    depth = 0
+    while len(chosen) < min(n, len(y_val)):
+        for q in queues:
+            if depth < len(q) and len(chosen) < n:
+                chosen.append(q[depth])
+        depth += 1
+    return torch.tensor(sorted(chosen), dtype=torch.long)
+
+
+@torch.no_grad()
+def sample_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dataset: Dataset,
+                       pictures: torch.Tensor, scale: tuple[float, float] | None = None) -> list[dict]:
+    """One dict per image: ``image`` (H×W or H×W×3 floats in [0, 1], as a person sees it), ``truth`` and
+    ``predicted`` (class names, or values in the target's unit), ``confidence`` (the softmax of the predicted
+    class; regression: None), ``correct`` (regression: None)."""
+    from .datasets import _as_picture
+
+    was_training = model.training
+    model.eval()
+    out = model(x).float().cpu()
+    model.train(was_training)
+    samples = []
+    for i in range(len(y)):
+        image = _as_picture(dataset.unnormalise(pictures[i]))
+        if dataset.task == "regression":
+            value = float(out[i, 0]) * (scale[1] if scale else 1.0) + (scale[0] if scale else 0.0)
+            samples.append({"image": image, "truth": dataset.label(y[i]), "predicted": dataset.label(value),
+                            "error": value - float(y[i]), "confidence": None, "correct": None})
+        else:
+            p = torch.softmax(out[i], 0)
+            k = int(p.argmax())
+            samples.append({"image": image, "truth": dataset.label(y[i]), "predicted": dataset.label(k),
+                            "confidence": float(p[k]), "correct": k == int(y[i])})
+    return samples
+
+
+# -- before the run: memory and time -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TrainingMemory:
+    """What one training step holds in memory, in bytes: the activations autograd saves for the batch, and the
+    weights, their gradients and the optimiser's state (Adam: two moments per trainable parameter; SGD with
+    momentum: one). The data set at the network's input comes on top (held once, not per batch)."""
+    batch_size: int
+    saved_per_image: int
+    weights: int
+    gradients: int
+    optimizer: int
+
+    @property
+    def activations(self) -> int:
+        return self.saved_per_image * self.batch_size
+
+    @property
+    def fixed(self) -> int:
+        return self.weights + self.gradients + self.optimizer
+
+    @property
+    def total(self) -> int:
+        return self.activations + self.fixed
+
+    def largest_batch(self, budget: int) -> int:
+        """The largest batch whose step fits in ``budget`` bytes (0: not even one image)."""
+        if self.saved_per_image <= 0:
+            return MAX_BATCH_SIZE
+        return max(0, min(MAX_BATCH_SIZE, (budget - self.fixed) // self.saved_per_image))
+
+
+MAX_BATCH_SIZE = 4096
+
+
+def memory_of(cfg: TrainConfig, saved_per_image: int, total_parameters: int, trainable: int,
+              bytes_per_value: int = 4) -> TrainingMemory:
+    """`TrainingMemory` from the analysis' per-image figure and the parameter counts (float32)."""
+    moments = 1 if cfg.recipe == "resnet" else 2
+    return TrainingMemory(cfg.batch_size, int(saved_per_image), total_parameters * bytes_per_value,
+                          trainable * bytes_per_value, moments * trainable * bytes_per_value)
+
+
+def training_memory(cfg: TrainConfig) -> tuple[TrainingMemory | None, int | None]:
+    """(the memory of one training step, MACs per image) of ``cfg``'s model, from one traced forward on the meta
+    device (no arithmetic); (None, None) when the analysis cannot follow the network."""
+    from ..analysis import AnalysisError, analyze
+    from .networks import prepare_model
+
+    dataset = datasets_module.get(cfg.dataset)
+    prepared = prepare_model(cfg, dataset)
+    try:
+        a = analyze(prepared.model, prepared.input_shape)
+    except AnalysisError:
+        return None, None
+    if a.training_bytes is None:
+        return None, a.macs
+    trainable = sum(t.numel() for t in prepared.trainable())
+    total = sum(t.numel() for t in prepared.model.parameters())
+    return memory_of(cfg, a.training_bytes, total, trainable), a.macs
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochEstimate:
+    """Measured before the start: real training steps of the run's model on a batch of its size."""
+    step_seconds: float  # one optimiser step (augmentation, forward, backward, update), the median of the timed
+    eval_seconds: float  # the validation split, once
+    steps_per_epoch: int
+    epochs: int
+
+    @property
+    def epoch_seconds(self) -> float:
+        return self.step_seconds * self.steps_per_epoch + self.eval_seconds
+
+    @property
+    def total_seconds(self) -> float:
+        return self.epoch_seconds * self.epochs
+
+
+def estimate_epoch(cfg: TrainConfig, steps: int = 3, step_budget: float = 0.5) -> EpochEstimate:
+    """Time real training steps of ``cfg``'s model (random images of its input, with the config's threads) and one
+    validation forward; the rest is arithmetic. A step expected to take longer than ``step_budget`` seconds (a
+    large network on the CPU) is timed on a smaller batch and scaled up linearly, so the estimate itself stays
+    within a few seconds. Nothing of it is kept: the random state of this process is as it was."""
+    from .networks import prepare_model
+
+    dataset = datasets_module.get(cfg.dataset)
+    sizes = dataset.splits().sizes()
+    n_train = min(sizes["train"], cfg.train_samples or sizes["train"])
+    device = choose_device(cfg.device)
+    with _threads(cfg.threads), torch.random.fork_rng(devices=[]):
+        prepared = prepare_model(cfg, dataset)
+        recipe = make_recipe(cfg, prepared.backbone_params, prepared.head_params, n_train)
+        if not recipe.groups:
+            raise TrainingError("Nothing in this network would train (every parameter is frozen); choose mode "
+                                "finetune, or unfreeze some stages.")
+        model = prepared.model.to(device).train()
+        for m in prepared.frozen_batchnorms:
+            m.eval()
+        augment = make_augmenter(cfg.augmentation, dataset.mean, dataset.std, tuple(prepared.input_shape[1:]))
+        optimizer = recipe.optimizer()
+
+        def step(n: int) -> float:
+            x = torch.randn(n, *prepared.input_shape, device=device)
+            y = (torch.randn(n, device=device) if dataset.task == "regression" else
+                 torch.randint(0, dataset.num_classes, (n,), device=device))
+            t = time.perf_counter()
+            xb = augment(x) if augment is not None else x
+            optimizer.zero_grad(set_to_none=True)
+            out = model(xb)
+            loss = (F.mse_loss(out[:, 0].float(), y) if dataset.task == "regression" else
+                    F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing))
+            loss.backward()
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - t
+
+        batch = max(1, min(cfg.batch_size, n_train))
+        probe = min(batch, 2)  # BatchNorm needs two images to train
+        step(probe)  # warm-up: first-call allocations and kernel choices
+        per_image = step(probe) / probe
+        timed = batch if per_image * batch <= step_budget else max(probe, int(step_budget / per_image))
+        if timed != probe:
+            step(timed)
+        times = sorted(step(timed) for _ in range(steps if timed == batch else 1))
+        step_seconds = times[len(times) // 2] * batch / timed
+        n_val = sizes["validation"]
+        look = max(1, min(n_val, EVAL_BATCH, timed))
+        model.eval()
+        with torch.no_grad():
+            xv = torch.randn(look, *prepared.input_shape, device=device)
+            t = time.perf_counter()
+            model(xv)
+            eval_seconds = (time.perf_counter() - t) * n_val / look
+    return EpochEstimate(step_seconds, eval_seconds, recipe.steps_per_epoch, cfg.epochs)

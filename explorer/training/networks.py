@@ -25,8 +25,8 @@ from .config import TrainConfig
 from .datasets import Dataset, Splits
 from .errors import TrainingError
 
-__all__ = ["Prepared", "prepare_model", "network_input_shape", "fit_data", "fold_target_scale", "folded_state",
-           "MAX_DATA_BYTES"]
+__all__ = ["Prepared", "prepare_model", "network_input_shape", "network_for_task", "fit_data", "fold_target_scale",
+           "folded_state", "MAX_DATA_BYTES"]
 
 MAX_DATA_BYTES = 2 * 2**30  # the splits at the network's input, in memory (float32)
 
@@ -87,6 +87,31 @@ def network_input_shape(network) -> tuple[int, int, int]:
         return tuple(what.input.shape)
     name = READY_MODELS[what].catalog_name if kind == "ready" else what
     return tuple(catalog.info(name).input_size)
+
+
+def network_for_task(network, task: str):
+    """The network of an earlier run, made to do ``task`` (the new data set's): a whole classifier becomes the
+    backbone of a composition with a head for the task (the backbone of the digit classifier with a regression
+    head for the rotation angle); a composition gets the task's head; anything that already does it is returned
+    as it is. A pretrained start from the earlier run's weights then loads its backbone."""
+    from .. import catalog
+    from ..spec import ArchitectureSpec
+    from ..weights import READY_MODELS
+
+    kind, what = _resolve(network)
+    if kind == "composition":
+        if what.task == task:
+            return what
+        d = what.to_dict()
+        d["task"] = task
+        d["head"] = {"kind": task}
+        return ArchitectureSpec.from_dict(d)
+    if task == "classification":
+        return network
+    arch = READY_MODELS[what].catalog_name if kind == "ready" else what
+    c, h, w = catalog.info(arch).input_size
+    return ArchitectureSpec.from_dict({"task": task, "input": {"channels": c, "height": h, "width": w},
+                                       "backbone": {"name": arch}, "head": {"kind": task}})
 
 
 # -- data at the network's input ---------------------------------------------------------------------------------

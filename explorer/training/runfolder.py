@@ -7,7 +7,9 @@
       checkpoint.safetensors  the last complete epoch, resumable: model, optimiser and scheduler state, history
       final.safetensors       the trained model's state dict (finished or stopped runs)
       last_finite.safetensors the weights before a loss became NaN / infinite (failed runs)
-      result.json             test metrics, notes, sample predictions
+      result.json             test metrics, notes, the (predicted, true) pair of every test image
+      samples.json            the predictions on a fixed set of validation images after the last epoch, with the
+                              images as small PNGs (base64)
       stop, pause             requests to the worker (their presence is the request)
       worker.log              what the worker process printed
 
@@ -30,7 +32,7 @@ from .config import TrainConfig
 from .errors import TrainingError
 
 __all__ = ["RunFolder", "STATES", "ACTIVE_STATES", "RESUMABLE_STATES", "TERMINAL_STATES", "RUN_ID", "now",
-           "write_json_atomic", "save_checkpoint", "load_checkpoint", "save_state", "pid_alive"]
+           "write_json_atomic", "save_checkpoint", "load_checkpoint", "save_state", "pid_alive", "png_image"]
 
 STATES = ("queued", "running", "paused", "stopped", "finished", "failed", "interrupted")
 ACTIVE_STATES = ("queued", "running")
@@ -142,6 +144,30 @@ def save_state(path: pathlib.Path, state_dict: dict, metadata: dict | None = Non
     _atomic(path, lambda f: f.write(blob))
 
 
+def _png_base64(image) -> str:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    a = (np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(a).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def png_image(text: str):
+    """A base64 PNG of `RunFolder.write_samples` as an array (H×W or H×W×3, uint8)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
+
+
 # -- processes ---------------------------------------------------------------------------------------------------
 def pid_alive(pid: int | None) -> bool:
     """Whether a process with this id runs (a zombie — ended, not yet reaped — does not)."""
@@ -175,6 +201,7 @@ class RunFolder:
     final_path = property(lambda self: self.path / "final.safetensors")
     last_finite_path = property(lambda self: self.path / "last_finite.safetensors")
     result_path = property(lambda self: self.path / "result.json")
+    samples_path = property(lambda self: self.path / "samples.json")
     log_path = property(lambda self: self.path / "worker.log")
 
     def request_path(self, what: str) -> pathlib.Path:
@@ -227,6 +254,19 @@ class RunFolder:
         kept = [m for m in self.metrics() if m.get("epoch", 0) <= epoch]
         _atomic(self.metrics_path, lambda f: f.write("".join(json.dumps(m, allow_nan=True) + "\n"
                                                              for m in kept).encode()))
+
+    # sample predictions
+    def write_samples(self, epoch: int, samples: list[dict]) -> None:
+        """`loop.sample_predictions` of ``epoch``, the images as PNG (base64), replaced whole."""
+        rows = [{**{k: v for k, v in s.items() if k != "image"}, "png": _png_base64(s["image"])} for s in samples]
+        write_json_atomic(self.samples_path, {"epoch": epoch, "samples": rows})
+
+    def samples(self) -> dict | None:
+        """{"epoch", "samples": [{"png", "truth", "predicted", "confidence", "correct", ...}]}, or None."""
+        try:
+            return _read_json(self.samples_path)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
 
     def result(self) -> dict | None:
         try:

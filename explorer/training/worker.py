@@ -6,6 +6,7 @@ writes status.json at the start, after every epoch and at the end, and a checkpo
 
 - ``stop``: stop now; the model as it is becomes final.safetensors (with its test metrics), status ``stopped``;
   the last complete epoch's checkpoint stays, so the run can still be resumed.
+- after every epoch, the predictions on a fixed set of validation images go to samples.json (replaced whole).
 - ``pause``: finish the current epoch, checkpoint it, status ``paused``, exit. A pause file holding ``now`` stops
   after the current step instead; the part-epoch is dropped and a resume runs that epoch again.
 
@@ -91,6 +92,9 @@ def run(folder: str | os.PathLike) -> str:
 
     asked: list[str] = []  # what made the loop stop after a step: "stop" or "pause"
 
+    def on_samples(epoch: int, samples: list[dict]) -> None:
+        runs.write_samples(epoch, samples)
+
     def should_stop() -> bool:
         if stop_file.exists():
             asked.append("stop")
@@ -100,7 +104,7 @@ def run(folder: str | os.PathLike) -> str:
 
     try:
         result = train(cfg, on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop,
-                       on_checkpoint=on_checkpoint, resume=resume)
+                       on_checkpoint=on_checkpoint, on_samples=on_samples, resume=resume)
     except _Paused as p:
         pause_file.unlink(missing_ok=True)
         runs.update_status(state="paused", ended=now(),
@@ -137,7 +141,9 @@ def run(folder: str | os.PathLike) -> str:
     stop_file.unlink(missing_ok=True)
     score = (f"test accuracy {test['accuracy']:.1%}" if "accuracy" in test else
              f"test MAE {test['mae']:.3g}" if "mae" in test else "")
-    message = (f"Stopped on request ({result.stopped}); {score}." if state == "stopped" else
+    # result.stopped says where ("stopped on request during epoch 3, after batch 2"); after the last step: nothing
+    where = result.stopped or "stopped on request after its last step"
+    message = (f"{where[0].upper()}{where[1:]}; {score}." if state == "stopped" else
                f"Finished {result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''}; {score}.")
     runs.update_status(state=state, ended=now(), message=message, epoch=result.epochs_run,
                        test={k: v for k, v in test.items() if k != "confusion"})

@@ -1,6 +1,8 @@
 """Streamlit glue for the pages that run a network (Feature maps, Explain, Predict): which network, which weights,
 which images — shared by the three pages, kept in session state and the URL (``?source=``), so switching pages
-loses nothing.
+loses nothing. The network is the composition, the catalog model, a ready model or a finished run of the Train page
+(``?source=run:<id>``, from the runs folder of `explorer.ui.training.manager`); for a digit network, Predict also
+offers a canvas to draw a digit on (`drawn_digit`).
 
 The network is an `explorer.network.Network`; its model is built by `built_network`, the one model cache of the
 app (Receptive fields uses it too, through `explorer.ui.vis`): at most `MAX_CACHED_NETWORKS` built networks for
@@ -30,8 +32,8 @@ from . import current_selection, current_spec, set_spec
 from .format import fmt_quoted, md_escape
 
 __all__ = ["MAX_CACHED_NETWORKS", "built_network", "InputImage", "network", "chosen_network", "loaded_network",
-           "weights_badge", "input_images", "layer_choices", "class_scores", "cached_attribution",
-           "cached_attention", "cached_feature_maps", "default_cam_layer"]
+           "weights_badge", "input_images", "drawn_digit", "drawing_picture", "RUN_PREFIX", "layer_choices",
+           "class_scores", "cached_attribution", "cached_attention", "cached_feature_maps", "default_cam_layer"]
 
 SOURCES = ("composition", "catalog", *weights.READY_MODELS)  # then the ready models: LeNet-5, the GAP CNN
 _SOURCE, _SOURCE_READ = "run.source", "run.source_read"
@@ -60,47 +62,147 @@ def built_network(network: Network) -> BuiltNetwork:
 
 
 # -- which network ---------------------------------------------------------------------------------------------
-def _source_label(source: str) -> str:
+RUN_PREFIX = "run:"  # ?source=run:<id>: a finished run of the Train page
+TRAINED = "trained"  # the radio's option for the runs; the run itself is picked below it
+MAX_LISTED_RUNS = 20  # the newest finished runs offered in the choice (a link opens any finished run)
+_LAST_RUN = "run.last_run"  # the run the choice showed last, brought back when "Trained in the app" is picked again
+
+
+def _source_label(source: str, runs: dict[str, Network]) -> str:
     if source == "composition":
         return f"Your composition: {current_spec().summary()}"
     if source == "catalog":
         return f"Catalog model: {current_selection().model} (as published)"
+    if source == TRAINED:
+        return f"Trained in the app ({len(runs)} finished run{'s' if len(runs) != 1 else ''})"
     ready = weights.READY_MODELS[source]
     return f"Ready: {ready.title} ({ready.accuracy:.1%} on held-out digits)"
 
 
-def _on_source_change(key: str) -> None:
-    st.session_state[_SOURCE] = st.session_state[key]
-    st.query_params["source"] = st.session_state[key]
+def _run_network(run_id: str) -> Network:
+    """The finished run ``run_id`` of the runs folder as a network; `TrainingError` (a sentence) if it is not one."""
+    from ..training import TrainingError
+    from ..training.runfolder import RUN_ID
+    from .training import manager
+
+    root = manager().root
+    if not RUN_ID.fullmatch(run_id):  # fullmatch: "$" would let a trailing newline through
+        raise TrainingError(f"There is no run '{fmt_quoted(run_id)}' in {root}; pick a finished run on "
+                            "Train.")
+    return Network.trained(root / run_id)
+
+
+def _finished_runs() -> dict[str, Network]:
+    """source -> network of this session's newest finished runs (`MAX_LISTED_RUNS`), newest first. Other
+    people's runs are not listed (a classroom shares one server); a link to one (`?source=run:<id>`) still opens."""
+    from ..training import TrainingError, default_runs_root
+    from .training import manager, owner
+
+    out = {}
+    if not default_runs_root().is_dir():  # nothing trained on this machine yet: no runs folder to make
+        return out
+    for status in manager().list(owner=owner()):
+        if status.get("state") != "finished":
+            continue
+        try:
+            out[RUN_PREFIX + status["run_id"]] = _run_network(status["run_id"])
+        except (TrainingError, ValueError):  # files removed by hand: not offered
+            continue
+        if len(out) >= MAX_LISTED_RUNS:
+            break
+    return out
+
+
+def _valid_source(source: str | None) -> str | None:
+    """The sentence saying why ``source`` (from a link) cannot be shown, or None when it can."""
+    if source in SOURCES:
+        return None
+    if source and source.startswith(RUN_PREFIX):
+        try:
+            _run_network(source[len(RUN_PREFIX):])
+        except ValueError as e:  # TrainingError, SpecError: the run's own sentence
+            return str(e)
+        return None
+    return (f"The link asks for source='{fmt_quoted(source)}', which is not one of {', '.join(SOURCES)} or "
+            "run:<id> of a finished run; showing your composition.")
+
+
+def _set_source(source: str) -> None:
+    st.session_state[_SOURCE] = source
+    st.query_params["source"] = source
+    if source.startswith(RUN_PREFIX):
+        st.session_state[_LAST_RUN] = source
+
+
+def _on_source_change(key: str, runs: tuple[str, ...]) -> None:
+    picked = st.session_state[key]
+    if picked == TRAINED:  # the run shown last, if it is still there, else the newest
+        last = st.session_state.get(_LAST_RUN)
+        picked = last if last in runs else runs[0]
+    _set_source(picked)
+
+
+def _on_run_change(key: str) -> None:
+    _set_source(st.session_state[key])
 
 
 def chosen_network(page: str) -> Network:
     """The radio "which network runs" (one choice shared by the three pages) and the network it stands for, with
-    its own weights (random, or a ready model's trained ones); the weights panel may give it others.
+    its own weights (random, a ready model's trained ones, or a run's); the weights panel may give it others.
+
+    ``?source=`` decides on a session's first run, and whenever a link (Train's "Predict with it") arrives with
+    another source than the session shows; one that cannot be shown is a sentence, and the composition is shown.
 
     Widget keys are per page (``page``): a widget drawn under the same key on the next page keeps its state but
     the browser draws it afresh at its default, so each page seeds its own widget from the shared choice."""
-    if not st.session_state.get(_SOURCE_READ):  # the link decides on a session's first run
+    asked = st.query_params.get("source")
+    first = not st.session_state.get(_SOURCE_READ)
+    if first or (asked and asked != st.session_state.get(_SOURCE)):
         st.session_state[_SOURCE_READ] = True
-        asked = st.query_params.get("source")
-        st.session_state[_SOURCE] = asked if asked in SOURCES else "composition"
-        if asked and asked not in SOURCES:
-            st.error(md_escape(f"The link asks for source='{fmt_quoted(asked)}', which is not one of "
-                               f"{', '.join(SOURCES)}; showing your composition."), icon=":material/link_off:")
+        problem = _valid_source(asked) if asked else None
+        st.session_state[_SOURCE] = asked if asked and problem is None else "composition"
+        if problem:
+            st.error(md_escape(problem), icon=":material/link_off:")
     source = st.session_state[_SOURCE]
+    runs = _finished_runs()
+    if source.startswith(RUN_PREFIX) and source not in runs:
+        try:  # a finished run older than the listed ones, opened by a link
+            runs[source] = _run_network(source[len(RUN_PREFIX):])
+        except ValueError as e:  # removed (pruned) since: say so, show the composition
+            st.error(md_escape(str(e)), icon=":material/link_off:")
+            source = st.session_state[_SOURCE] = "composition"
+    last = st.session_state.get(_LAST_RUN)
+    if last and last not in runs and last != source:  # a run opened by a link stays offered in this session
+        try:
+            runs[last] = _run_network(last[len(RUN_PREFIX):])
+        except ValueError:  # removed since
+            st.session_state.pop(_LAST_RUN, None)
     if st.query_params.get("source") != source:
         st.query_params["source"] = source
+    if source.startswith(RUN_PREFIX):
+        st.session_state[_LAST_RUN] = source
+    options = SOURCES + ((TRAINED,) if runs else ())
+    shown = TRAINED if source.startswith(RUN_PREFIX) else source
     widget = f"w.{page}.source"
-    if st.session_state.get(widget) != source:
-        st.session_state[widget] = source
-    labels = {s: _source_label(s) for s in SOURCES}  # computed now: format_func may run outside this run
-    st.radio("Network", SOURCES, key=widget, format_func=labels.get, on_change=_on_source_change, args=(widget,),
-             horizontal=True, help="Your composition from Compose; the model picked on Layers, whole, as "
-                                   "torchvision publishes it; or a model that ships trained with the app.")
+    if st.session_state.get(widget) != shown:
+        st.session_state[widget] = shown
+    labels = {s: _source_label(s, runs) for s in options}  # computed now: format_func may run outside this run
+    st.radio("Network", options, key=widget, format_func=labels.get, on_change=_on_source_change,
+             args=(widget, tuple(runs)), horizontal=True,
+             help="Your composition from Compose; the model picked on Layers, whole, as torchvision publishes it; "
+                  "a model that ships trained with the app; or a run you finished on Train.")
     if source == "composition":
         return Network.composition(current_spec())
     if source == "catalog":
         return Network.catalog(current_selection().model)
+    if source.startswith(RUN_PREFIX):
+        picker = f"w.{page}.run"
+        if st.session_state.get(picker) != source:
+            st.session_state[picker] = source
+        names = {r: f"{n.label} (run {n.key})" for r, n in runs.items()}  # two runs of one config differ in id
+        st.selectbox("Run", list(runs), key=picker, format_func=names.get, on_change=_on_run_change,
+                     args=(picker,), help="The newest finished runs of the Train page, with their test score.")
+        return runs[source]
     return Network.ready(source)
 
 
@@ -312,13 +414,17 @@ def _on_upload(key: str, single_key: str) -> None:
 
 def _sample_pictures(network: Network) -> dict[str, tuple]:
     """id -> (name, picture, true label or None, exact input or None, digit box or None) of the bundled samples:
-    the held-out digits of the data set a ready model was trained on, else scikit-image's photos."""
+    the held-out digits of the data set a ready model or a run was trained on, else scikit-image's photos."""
     if network.dataset:
         dataset, out = network.dataset, {}
         for i, y in digit_samples(dataset=dataset):
             x, _ = digit_input(i, dataset)
-            out[f"digit:{i}"] = (f"held-out digit #{i} (a {y})", digit_image(i, dataset), str(y), x,
-                                 digit_box(i, dataset))
+            box = digit_box(i, dataset)
+            if network.dataset_input is not None:  # a run whose input is not the digits' own (size, channels)
+                own = x.shape[-2:]
+                x = network.dataset_input(x)
+                box = box if x.shape[-2:] == own else None  # the box is in the digits' own pixels
+            out[f"digit:{i}"] = (f"held-out digit #{i} (a {y})", digit_image(i, dataset), str(y), x, box)
         return out
     return {f"photo:{n}": (title, None, None, None, None) for n, title in SAMPLES.items()}
 
@@ -346,7 +452,8 @@ def input_images(network: Network, page: str, multiple: bool = True) -> list[Inp
         what = "Digits" if network.dataset else "Sample photos"
         if multiple:
             default = list(samples)[:8] if network.dataset else ["photo:chelsea"]
-            which = network.key if network.kind == "ready" else network.kind  # each ready model has its own digits
+            # each ready model and run has its own digits
+            which = network.key if network.kind in ("ready", "trained") else network.kind
             picked = st.multiselect(what, list(samples), default=default, key=f"w.{page}.samples.{which}",
                                     format_func=lambda k: samples[k][0],
                                     help="Your uploads are added to these.") + list(uploads)
@@ -376,6 +483,56 @@ def input_images(network: Network, page: str, multiple: bool = True) -> list[Inp
             continue
         out.append(InputImage(name, picture, x, steps, truth))
     return out
+
+
+# -- a digit drawn on a canvas ---------------------------------------------------------------------------------
+CANVAS_SIDE = 280  # pixels on screen: a finger or mouse draws comfortably; the network's preprocessing shrinks it
+DRAWING = "your drawing"
+
+
+def drawing_picture(rgba: np.ndarray | None) -> Image.Image | None:
+    """The canvas's RGBA pixels as an RGB picture, white ink on black (transparent parts black); None when nothing
+    is drawn on it."""
+    if rgba is None or rgba.size == 0:
+        return None
+    a = np.asarray(rgba, dtype=np.float32)
+    rgb = a[..., :3] * (a[..., 3:4] / 255.0) if a.shape[-1] == 4 else a[..., :3]
+    if float(rgb.max(initial=0.0)) < 8:  # an empty canvas (or a stroke too faint to be a digit)
+        return None
+    return Image.fromarray(rgb.round().clip(0, 255).astype(np.uint8), "RGB")
+
+
+def drawn_digit(network: Network, page: str) -> InputImage | None:
+    """For a network that reads digits (a ready digit model, a run on digits): the "Draw a digit" switch and, when
+    it is on, a canvas (white pen on black, a stroke-width slider) whose drawing is an input image like an upload,
+    named "your drawing"; None for other networks, while the switch is off or the canvas is empty."""
+    if not network.digit_set:
+        return None
+    if not st.toggle("Draw a digit", key=f"w.{page}.draw",
+                     help="A canvas to draw on with the mouse (or a finger); each stroke is predicted at once."):
+        return None
+    from streamlit_drawable_canvas import st_canvas  # a Streamlit component: only inside a running app
+
+    c_canvas, c_pen = st.columns([1, 2])
+    with c_pen:
+        width = st.slider("Stroke width", 6, 60, 26, 2, key=f"w.{page}.stroke",
+                          help="In canvas pixels; the digits the network learnt have strokes about a tenth of "
+                               "the frame wide.")
+        st.caption("Draw one digit, as large as the square; the toolbar above the canvas undoes a stroke or "
+                   "clears it.")
+    with c_canvas:
+        drawn = st_canvas(stroke_width=int(width), stroke_color="#FFFFFF", background_color="#000000",
+                          height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw", return_image_data=True,
+                          key=f"w.{page}.canvas")
+    picture = drawing_picture(drawn.image_data)
+    if picture is None:
+        return None
+    try:
+        x, steps = network.preprocess(picture)
+    except ImageError as e:
+        st.error(md_escape(f"{DRAWING}: {e}"), icon=":material/broken_image:")
+        return None
+    return InputImage(DRAWING, picture, x, steps)
 
 
 # -- cached attributions ---------------------------------------------------------------------------------------

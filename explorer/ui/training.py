@@ -1,13 +1,20 @@
 """Streamlit glue for the Train page: the process-wide `RunManager`, the widgets that make a `TrainConfig`, what
-the page shows before a run (cached), and the live view of a run (a fragment that polls the manager).
+the page shows before a run (cached: counts, MACs, training memory against the server's budget, the time per
+epoch measured on a few real steps), the live view of a run (a fragment that polls the manager: curves, the time
+left, the predictions on a few validation images), what a run leaves (test metrics, the confusion matrix whose
+cells open their images, the last finite weights of a NaN run, downloads including a training script) and the
+session's runs (their table, a comparison, the runs folder against its cap).
 
 A run lives in its folder, never in session state: the session keeps only an owner id, and the run being shown
-is named in the address bar (``?run=<id>``), so a reload re-attaches to it. The live view is a
-``st.fragment(run_every=…)`` that calls `RunManager.poll` itself; no thread of ours calls Streamlit.
+is named in the address bar (``?run=<id>&owner=<id>``), so a reload re-attaches to it and keeps its buttons; the
+run alone (``?run=<id>``) shows it read-only to someone else. The live view is a ``st.fragment(run_every=…)``
+that calls `RunManager.poll` itself; no thread of ours calls Streamlit.
 """
 from __future__ import annotations
 
 import json
+import pathlib
+import re
 import secrets
 
 import pandas as pd
@@ -17,21 +24,27 @@ import streamlit as st
 from .. import catalog, weights
 from ..analysis import AnalysisError, analyze
 from ..training import (MODE_TITLES, MODES, RECIPE_DEFAULTS, RECIPES, Augmentation, RunManager, TrainConfig,
-                        TrainingError, datasets, default_runs_root, lr_schedule)
-from ..training.networks import prepare_model
-from ..training.runfolder import ACTIVE_STATES, RESUMABLE_STATES
+                        TrainingError, TrainingMemory, datasets, default_runs_root, estimate_epoch, lr_schedule,
+                        memory_budget, memory_refusal, runs_max_bytes)
+from ..training.loop import memory_of
+from ..training.networks import network_for_task, prepare_model
+from ..training.runfolder import ACTIVE_STATES, RESUMABLE_STATES, png_image
+from ..training.script import training_script
 from .composition import current_spec
 from .format import fmt_bytes, fmt_count, fmt_int, md_escape
 
-__all__ = ["manager", "owner", "network_choice", "config_widgets", "plan", "schedule_figure", "dataset_preview",
-           "start_run", "shown_run", "live_run", "run_outcome", "runs_table", "POLL_SECONDS"]
+__all__ = ["manager", "owner", "owns", "network_choice", "config_widgets", "plan", "refusal", "estimate",
+           "estimate_line", "schedule_figure", "dataset_preview", "start_run", "shown_run", "live_run", "run_outcome",
+           "runs_table", "runs_comparison", "folder_line", "time_left", "sample_caption", "POLL_SECONDS"]
 
 POLL_SECONDS = 1.0
 K = "w.train."  # widget keys
 _OWNER = "train.owner"
 _SWITCH = "train.switch"  # the Runs picker chose a run to show
 _SHOWN = "train.shown"  # the id of the run the page shows (the run itself lives in its folder)
-SOURCES = ("catalog", "composition", *weights.READY_MODELS)
+_OWNER_ID = re.compile(r"^[0-9a-f]{16}$")
+SOURCES = ("catalog", "composition", *weights.READY_MODELS, "run")
+ZIP_CHOICE = "zip"  # the dataset choice that opens the upload of a zip of one folder per class
 DEFAULT_CATALOG = "lenet5"
 MODE_LABELS = {"scratch": "from scratch", "frozen": "frozen backbone", "finetune": "fine-tune",
                "discriminative": "fine-tune, slower backbone"}
@@ -41,7 +54,7 @@ SMOOTHING = 0.9  # exponential moving average of the per-batch loss (as TensorBo
 # -- the manager and the owner ---------------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
 def _manager(root: str) -> RunManager:
-    return RunManager(root)
+    return RunManager(root, max_bytes=runs_max_bytes())  # oldest ended runs pruned past the cap
 
 
 def manager() -> RunManager:
@@ -51,18 +64,18 @@ def manager() -> RunManager:
 
 
 def owner() -> str:
-    """This session's owner id (its runs, its quota). A session opened on ``?run=<id>`` (a reload) takes that
-    run's owner, so the Runs table shows the same runs after a reload."""
+    """This session's owner id (its runs, its quota, who may stop them). It travels in the address bar beside the
+    run (``?run=<id>&owner=<id>``), so a reload keeps it; a link with the run alone (shared with someone) opens it
+    read-only in a session of its own."""
     if _OWNER not in st.session_state:
-        found = None
-        run_id = _shown_id()
-        if run_id:
-            try:
-                found = manager().status(run_id).get("owner")
-            except TrainingError:
-                pass
-        st.session_state[_OWNER] = found or secrets.token_hex(8)
+        given = st.query_params.get("owner") or ""
+        st.session_state[_OWNER] = given if _OWNER_ID.match(given) else secrets.token_hex(8)
     return st.session_state[_OWNER]
+
+
+def read_only_link(run_id: str) -> str:
+    """The query string that shows ``run_id`` to someone else, without its owner."""
+    return f"?run={run_id}"
 
 
 # -- the choices -------------------------------------------------------------------------------------------------
@@ -71,25 +84,59 @@ def _source_label(source: str) -> str:
         return "Catalog model"
     if source == "composition":
         return "Your composition"
+    if source == "run":
+        return "An earlier run"
     return f"Ready: {weights.READY_MODELS[source].title}"
 
 
+def earlier_runs() -> list[dict]:
+    """This session's runs that ended with trained weights (finished or stopped), the newest first."""
+    m = manager()
+    return [s for s in m.list(owner=owner()) if s.get("state") in ("finished", "stopped")
+            and (m.folder(s["run_id"]) / "final.safetensors").exists()]
+
+
+def _run_label(s: dict) -> str:
+    test = s.get("test") or {}
+    score = (f", {test['accuracy']:.1%} accuracy" if "accuracy" in test else
+             f", MAE {test['mae']:.3g}" if "mae" in test else "")
+    try:
+        cfg = manager().config(s["run_id"])
+        what = f"{_network_name(cfg.network)} on {cfg.dataset}"
+    except TrainingError:
+        what = "?"
+    return f"{s['run_id']} — {what}{score}"
+
+
 def network_choice():
-    """The network radio (a catalog model, the composition, a ready model) and, for a catalog model, which one.
-    Returns (network for TrainConfig, a line saying what it is)."""
+    """The network radio (a catalog model, the composition, a ready model, an earlier run of this session) and,
+    for a catalog model or a run, which one. Returns (network for TrainConfig, a line saying what it is, the id
+    of the earlier run or None)."""
     source = st.radio("Network", SOURCES, key=K + "source", format_func=_source_label, horizontal=True,
-                      help="A catalog model (LeNet-5 by default), your composition from Compose, or a model that "
-                           "ships trained with the app (its architecture; pretrained modes start from its weights).")
+                      help="A catalog model (LeNet-5 by default), your composition from Compose, a model that "
+                           "ships trained with the app, or a run of this session (its architecture; pretrained "
+                           "modes start from its trained weights).")
     if source == "catalog":
         names = catalog.names()
         name = st.selectbox("Catalog model", names, index=names.index(DEFAULT_CATALOG), key=K + "catalog",
                             format_func=lambda n: f"{n} — {catalog.info(n).family} ({catalog.info(n).year})")
-        return name, f"the catalog model {name} — {catalog.info(name).family} ({catalog.info(name).year})"
+        return name, f"the catalog model {name} — {catalog.info(name).family} ({catalog.info(name).year})", None
     if source == "composition":
         spec = current_spec()
-        return spec, f"your composition, {spec.summary()}"
+        return spec, f"your composition, {spec.summary()}", None
+    if source == "run":
+        runs = {s["run_id"]: s for s in earlier_runs()}
+        if not runs:
+            st.info("No run of this session has ended with trained weights yet; train one first.",
+                    icon=":material/history:")
+            return None, "", None
+        run_id = st.selectbox("Earlier run", list(runs), key=K + "earlier",
+                              format_func=lambda r: _run_label(runs[r]),
+                              help="Its network; in a pretrained mode its trained weights start the backbone (a "
+                                   "data set of another task gets the task's head).")
+        return manager().config(run_id).network, f"the network of the run {run_id}", run_id
     ready = weights.READY_MODELS[source]
-    return source, f"the ready model {ready.title}"
+    return source, f"the ready model {ready.title}", None
 
 
 def _recipe_label(recipe: str) -> str:
@@ -97,11 +144,43 @@ def _recipe_label(recipe: str) -> str:
             "resnet": "ResNet (SGD momentum 0.9, ÷10 on a plateau)"}.get(recipe, recipe)
 
 
-def config_widgets(network):
-    """The dataset, mode, recipe and its numbers; returns (TrainConfig or None, the error sentence or None)."""
+def _dataset_label(name: str) -> str:
+    if name == ZIP_CHOICE:
+        return "Your own data: a zip of one folder per class"
+    d = datasets.get(name)
+    return d.title if d.available else f"{d.title} (a download)"
+
+
+def _downloads():
+    try:  # another part of the app; until it is there, only the offline data sets are offered
+        from . import downloads
+    except ImportError:
+        return None
+    return downloads
+
+
+def dataset_choice(column) -> tuple[str | None, str | None]:
+    """The data set selectbox (offline ones, opt-in downloads, your own zip) and its panel; (name, why not)."""
+    downloads = _downloads()
+    names = datasets.names(include_downloads=downloads is not None)
+    if downloads is not None:
+        names = [*names, ZIP_CHOICE]
+    dataset = column.selectbox("Dataset", names, key=K + "dataset", format_func=_dataset_label)
+    if downloads is None or dataset in datasets.names():
+        return dataset, None
+    if dataset == ZIP_CHOICE:
+        uploaded = downloads.zip_upload_panel()
+        return (uploaded, None) if uploaded else (None, "Upload a zip of one folder per class to train on it.")
+    if downloads.dataset_download_panel(dataset):
+        return dataset, None
+    return None, f"{datasets.get(dataset).title} is not on this server yet; download it above to train on it."
+
+
+def config_widgets(network, earlier: str | None = None):
+    """The dataset, mode, recipe and its numbers; returns (TrainConfig or None, the error sentence or None).
+    ``earlier``: the id of the run ``network`` comes from; a pretrained mode starts from its trained weights."""
     c1, c2, c3 = st.columns(3)
-    names = datasets.names()
-    dataset = c1.selectbox("Dataset", names, key=K + "dataset", format_func=lambda n: datasets.get(n).title)
+    dataset, missing = dataset_choice(c1)
     mode = c2.selectbox("Mode", MODES, key=K + "mode", format_func=MODE_LABELS.get,
                         help="; ".join(f"{MODE_LABELS[m]}: {MODE_TITLES[m]}" for m in MODES) + ".")
     recipe = c3.selectbox("Recipe", RECIPES, index=RECIPES.index("adam"), key=K + "recipe",
@@ -128,10 +207,23 @@ def config_widgets(network):
         rotation = a2.number_input("Rotation up to ± (degrees)", 0.0, 180.0, 0.0, step=5.0, key=K + "aug.rotation")
         jitter = a3.number_input("Brightness / contrast ±", 0.0, 1.0, 0.0, step=0.1, key=K + "aug.jitter")
         hflip = a4.toggle("Left–right flips", key=K + "aug.hflip", help="Not for digits: a mirrored 2 is no 2.")
+    if network is None:
+        return None, None  # the choice itself said what is missing
+    if dataset is None:
+        return None, missing
+    pretrained_from = None
+    if earlier is not None:
+        try:
+            network = network_for_task(network, datasets.get(dataset).task)
+        except TrainingError as e:
+            return None, str(e)
+        if mode != "scratch":
+            pretrained_from = str(manager().folder(earlier) / "final.safetensors")
     try:
         cfg = TrainConfig(network=network, dataset=dataset, mode=mode, recipe=recipe, epochs=int(epochs),
                           batch_size=int(batch), lr=float(lr), weight_decay=float(decay),
                           label_smoothing=float(smoothing), train_samples=int(samples) or None, seed=int(seed),
+                          pretrained_from=pretrained_from,
                           augmentation=Augmentation(hflip=bool(hflip), crop_padding=int(crop),
                                                     rotation=float(rotation), color_jitter=float(jitter)))
     except TrainingError as e:
@@ -171,6 +263,63 @@ def _plan(cfg_json: str) -> dict:
     return out
 
 
+def memory(cfg: TrainConfig, p: dict) -> TrainingMemory | None:
+    """What one training step of ``cfg`` holds (activations for the batch, weights, gradients, optimiser state)."""
+    if p["training_bytes"] is None:
+        return None
+    return memory_of(cfg, p["training_bytes"], p["total"], p["trainable"])
+
+
+def refusal(cfg: TrainConfig, p: dict) -> str | None:
+    """The sentence the server refuses ``cfg`` with (more training memory than its budget), or None: the same
+    check `RunManager.submit` makes, shown before the click."""
+    return memory_refusal(memory(cfg, p), manager().memory_budget or memory_budget())
+
+
+def _estimate_key(cfg: TrainConfig) -> str:
+    # the time of an epoch depends on neither the number of epochs nor the seed nor the rates
+    threads = cfg.threads or manager().threads_per_run  # as the worker will train
+    return _key(cfg.replace(epochs=1, seed=0, lr=None, weight_decay=None, threads=threads))
+
+
+@st.cache_data(show_spinner="Timing a few training steps…", max_entries=64)
+def _estimate(cfg_json: str) -> tuple[float, float, int]:
+    e = estimate_epoch(TrainConfig.from_dict(json.loads(cfg_json)))
+    return e.step_seconds, e.epoch_seconds, e.steps_per_epoch
+
+
+def estimate(cfg: TrainConfig) -> dict | None:
+    """Seconds per step and per epoch (real steps of this config, timed in this process with the run's threads,
+    cached per config), and in all for ``cfg.epochs``; None when the steps cannot be timed here (no memory for
+    them: the run itself will say what happened)."""
+    try:
+        step, epoch, steps = _estimate(_estimate_key(cfg))
+    except (RuntimeError, MemoryError):  # torch's out-of-memory is a RuntimeError; the estimate is not worth a page
+        return None
+    return {"step": step, "epoch": epoch, "steps": steps, "total": epoch * cfg.epochs}
+
+
+def fmt_seconds(seconds: float) -> str:
+    """4.2 s, 0.031 s, 3 min 20 s, 2 h 05 min."""
+    if seconds < 0.1:
+        return f"{seconds:.2g} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        m, sec = divmod(int(round(seconds)), 60)
+        return f"{m} min {sec} s" if sec else f"{m} min"
+    h, m = divmod(int(round(seconds / 60)), 60)
+    return f"{h} h {m:02d} min"
+
+
+def estimate_line(cfg: TrainConfig, e: dict) -> str:
+    """ "≈ 4.2 s per epoch, ≈ 42 s in all" and how it was measured."""
+    threads = cfg.threads or manager().threads_per_run
+    return (f"≈ {fmt_seconds(e['epoch'])} per epoch, ≈ {fmt_seconds(e['total'])} in all — measured: a training "
+            f"step of {cfg.batch_size:,} images takes {fmt_seconds(e['step'])} here with {threads} thread"
+            f"{'s' if threads != 1 else ''}, as the run will train, × {e['steps']:,} steps, plus validation.")
+
+
 def plan(cfg: TrainConfig) -> dict:
     """Before the start: parameter counts (trainable / frozen / total), MACs per image, autograd-saved bytes per
     image, the input shape, the notes. Raises TrainingError with a sentence."""
@@ -182,8 +331,8 @@ def describe(cfg: TrainConfig, network_line: str) -> str:
     return f"Trains {network_line}: {MODE_TITLES[cfg.mode]}, on {datasets.get(cfg.dataset).title}."
 
 
-def plan_metrics(cfg: TrainConfig, p: dict) -> None:
-    m = st.columns(4)
+def plan_metrics(cfg: TrainConfig, p: dict, e: dict | None = None) -> None:
+    m = st.columns(5)
     m[0].metric("Trainable parameters", fmt_int(p["trainable"]),
                 help=f"Frozen {fmt_int(p['frozen'])}, total {fmt_int(p['total'])}.")
     macs = p["macs"]
@@ -191,11 +340,17 @@ def plan_metrics(cfg: TrainConfig, p: dict) -> None:
                 help=None if macs is None else f"{fmt_int(macs)} multiply-accumulates = {fmt_int(2 * macs)} FLOPs, "
                                                f"at the network's {'×'.join(map(str, p['input_shape']))} input.")
     saved = p["training_bytes"]
+    step = memory(cfg, p)
+    budget = manager().memory_budget or memory_budget()
     m[2].metric(f"Training, batch {cfg.batch_size:,}", "—" if saved is None else fmt_bytes(saved * cfg.batch_size),
                 help="Bytes autograd saves for the backward pass of one batch (activations only; weights, "
-                     "gradients and optimiser state come on top).")
+                     "gradients and optimiser state come on top" + (
+                         f": {fmt_bytes(step.fixed)}, so {fmt_bytes(step.total)} a step, of the server's "
+                         f"{fmt_bytes(budget)} budget)." if step is not None else ")."))
     m[3].metric("Training images", fmt_int(p["train_images"]),
                 help=f"The run holds its data set at the network's input in memory: {fmt_bytes(p['data_bytes'])}.")
+    m[4].metric("Time per epoch", "—" if e is None else f"≈ {fmt_seconds(e['epoch'])}",
+                help=None if e is None else f"≈ {fmt_seconds(e['total'])} for the {cfg.epochs:,} epochs.")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -250,8 +405,11 @@ def _show(run_id: str | None) -> None:
     st.session_state[_SHOWN] = run_id
     if run_id:
         st.query_params["run"] = run_id
-    elif "run" in st.query_params:
-        del st.query_params["run"]
+        st.query_params["owner"] = owner()
+    else:
+        for name in ("run", "owner"):
+            if name in st.query_params:
+                del st.query_params[name]
 
 
 def _shown_id() -> str | None:
@@ -276,16 +434,40 @@ def shown_run() -> str | None:
         return None
     if st.query_params.get("run") != run_id:
         st.query_params["run"] = run_id
+    if st.query_params.get("owner") != owner():
+        st.query_params["owner"] = owner()
     return run_id
 
 
-def _status_line(s: dict) -> str:
+def owns(run_id: str) -> bool:
+    """Whether this session started ``run_id`` (and so may stop, pause or resume it)."""
+    try:
+        return manager().status(run_id).get("owner") == owner()
+    except TrainingError:
+        return False
+
+
+def time_left(epochs: list[dict], total: int) -> tuple[float, float] | None:
+    """(seconds per epoch, measured over the complete epochs so far; seconds the remaining epochs will take), or
+    None before the first epoch has ended."""
+    done = [e["epoch_seconds"] for e in epochs if "stopped_after_batch" not in e and "epoch_seconds" in e]
+    if not done:
+        return None
+    per_epoch = sum(done) / len(done)
+    last = max(e["epoch"] for e in epochs)
+    return per_epoch, per_epoch * max(0, total - last)
+
+
+def _status_line(s: dict, epochs: list[dict] = ()) -> str:
     state = s.get("state", "unknown")
     parts = [f"**{state}**", f"epoch {s.get('epoch') or 0} of {s.get('epochs') or '?'}"]
     if s.get("queue_position"):
         parts.append(f"position {s['queue_position']} in the queue")
     if s.get("requested"):
         parts.append(f"{s['requested']} requested")
+    timing = time_left(list(epochs), s.get("epochs") or 0) if state == "running" else None
+    if timing:
+        parts.append(f"≈ {fmt_seconds(timing[0])} per epoch, ≈ {fmt_seconds(timing[1])} left")
     return " · ".join(parts)
 
 
@@ -332,22 +514,27 @@ def lr_figure(batches: list[dict]) -> go.Figure:
     return fig
 
 
-def _request_buttons(m: RunManager, run_id: str, state: str) -> None:
+def _request_buttons(m: RunManager, run_id: str, state: str, status: dict) -> None:
     shown = [b for b, when in (("stop", ACTIVE_STATES), ("pause", ("running",)), ("resume", RESUMABLE_STATES))
              if state in when]
     if not shown:
         return
+    me = owner()
+    if status.get("owner") != me:  # a link someone shared: to look at, not to steer
+        st.caption("This run belongs to another session: shown read-only (stop, pause and resume are its "
+                   "owner's).")
+        return
     cols = dict(zip(shown, st.columns([1] * len(shown) + [6 - len(shown)])))
     try:
         if "stop" in cols and cols["stop"].button("Stop run", key=K + f"stop.{run_id}", icon=":material/stop:"):
-            st.toast(m.stop(run_id))
+            st.toast(m.stop(run_id, owner=me))
         if "pause" in cols and cols["pause"].button("Pause run", key=K + f"pause.{run_id}", icon=":material/pause:",
                                                     help="Checkpoint at the end of this epoch and free the slot."):
-            st.toast(m.pause(run_id))
+            st.toast(m.pause(run_id, owner=me))
         if "resume" in cols and cols["resume"].button("Resume run", key=K + f"resume.{run_id}",
                                                       icon=":material/play_arrow:",
                                                       help="Continue from its last complete epoch's checkpoint."):
-            st.toast(m.resume(run_id))
+            st.toast(m.resume(run_id, owner=me))
             st.rerun()  # the whole page: the run is active again, its live view polls
     except TrainingError as e:  # the state moved on between drawing and clicking
         st.error(md_escape(str(e)), icon=":material/error:")
@@ -361,15 +548,17 @@ def _draw_run(run_id: str, was_active: bool) -> None:
     if was_active and state not in ACTIVE_STATES:
         st.rerun()  # it ended: redraw the page once, without polling, with its results
     head = st.container()
-    _request_buttons(m, run_id, state)
+    _request_buttons(m, run_id, state, s)
     s = m.status(run_id)  # again: a button may just have changed it
-    with head:  # drawn above the buttons, after them: the line says what the click did
-        st.markdown(f"Run `{run_id}` · {_status_line(s)}")
-        if s.get("message"):
-            st.caption(md_escape(s["message"]))
     lines = m.metrics(run_id)
     batches = [x for x in lines if x.get("kind") == "batch"]
     epochs = [x for x in lines if x.get("kind") == "epoch"]
+    with head:  # drawn above the buttons, after them: the line says what the click did
+        st.markdown(f"Run `{run_id}` · {_status_line(s, epochs)}")
+        if s.get("message"):
+            st.caption(md_escape(s["message"]))
+        if s.get("owner") == owner():
+            st.caption(f"To show it to someone, read-only: the link `/train{read_only_link(run_id)}`.")
     if not batches:
         st.info("No step has been trained yet; the worker process is starting (a few seconds).",
                 icon=":material/hourglass_top:")
@@ -385,10 +574,32 @@ def _draw_run(run_id: str, was_active: bool) -> None:
         c2.plotly_chart(epoch_figure(epochs, acc, "Accuracy per epoch" if acc == "accuracy" else
                                      "Mean absolute error per epoch", acc), key=f"train.eacc.{run_id}",
                         config={"displayModeBar": False})
+        sample_grid(m.samples(run_id))
         st.dataframe(_epoch_table(epochs), hide_index=True, width="stretch", column_config={
             "seconds": st.column_config.NumberColumn(format="%.2f"),
             "images / s": st.column_config.NumberColumn(format="%.0f"),
             "learning rate": st.column_config.NumberColumn(format="%.3g")})
+
+
+def sample_caption(sample: dict) -> str:
+    """ "7 ✓ 98 %", "3 ✗ 61 % (true 8)"; regression: "12.3° (true 10.0°)"."""
+    if sample.get("confidence") is None:
+        return f"{sample['predicted']} (true {sample['truth']})"
+    mark = "✓" if sample["correct"] else "✗"
+    line = f"{sample['predicted']} {mark} {sample['confidence']:.0%}".replace("%", " %")
+    return line if sample["correct"] else f"{line} (true {sample['truth']})"
+
+
+def sample_grid(samples: dict | None) -> None:
+    """The predictions on the run's fixed validation images after its latest epoch."""
+    if not samples or not samples.get("samples"):
+        return
+    rows = samples["samples"]
+    right = sum(1 for r in rows if r.get("correct"))
+    what = (f"{right} of {len(rows)} right" if rows[0].get("confidence") is not None else
+            f"mean absolute error {sum(abs(r['error']) for r in rows) / len(rows):.3g}")
+    st.markdown(f"**Predictions on {len(rows)} validation images after epoch {samples['epoch']}** ({what})")
+    st.image([png_image(r["png"]) for r in rows], caption=[sample_caption(r) for r in rows], width=72)
 
 
 def _epoch_table(epochs: list[dict]) -> pd.DataFrame:
@@ -417,9 +628,21 @@ def confusion_figure(confusion: list[list[int]], classes) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=confusion, x=list(classes), y=list(classes), colorscale="Blues",
                                text=confusion, texttemplate="%{text}", showscale=False,
                                hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    # A heatmap cannot be selected by a click; an invisible marker on each cell can (it outlines the chosen one).
+    n = len(classes)
+    cells = [(t, p) for t in range(n) for p in range(n)]
+    fig.add_trace(go.Scatter(
+        x=[classes[p] for _, p in cells], y=[classes[t] for t, _ in cells], mode="markers", showlegend=False,
+        customdata=[confusion[t][p] for t, p in cells],
+        marker=dict(symbol="square-open", size=max(6, min(28, 280 // max(n, 1))), color="crimson", opacity=0,
+                    line=dict(width=2)),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=0)),
+        hovertemplate="true %{y}, predicted %{x}: %{customdata} (click to see them)<extra></extra>"))
     fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), title="Confusion matrix (test split)",
-                      xaxis_title="predicted", yaxis_title="true", yaxis=dict(autorange="reversed", type="category"),
-                      xaxis=dict(type="category"))
+                      xaxis_title="predicted", yaxis_title="true",
+                      # the cells edge to edge (the markers would pad the axes), the first class on top
+                      yaxis=dict(type="category", range=[n - 0.5, -0.5]), xaxis=dict(type="category",
+                                                                                     range=[-0.5, n - 0.5]))
     return fig
 
 
@@ -433,9 +656,87 @@ def pairs_figure(pairs: list[list[float]], unit: str) -> go.Figure:
     return fig
 
 
-def run_outcome(run_id: str) -> None:
-    """Test metrics, the confusion matrix or predicted-vs-true, and the downloads of an ended run."""
+def failed_weights(run_id: str) -> None:
+    """A run that failed on a NaN / infinite loss: say so, and offer the last finite weights it kept."""
     m = manager()
+    status = m.status(run_id)
+    path = m.folder(run_id) / "last_finite.safetensors"
+    if status.get("state") != "failed" or not path.exists():
+        return
+    st.warning("The run stopped because its loss stopped being a finite number; the weights from the end of the "
+               "last epoch whose weights were all finite are kept.", icon=":material/warning:")
+    st.download_button("Download the last finite weights (.safetensors)", path.read_bytes(),
+                       file_name=f"run-{run_id}-last-finite.safetensors", mime="application/octet-stream",
+                       key=K + f"dl.finite.{run_id}", icon=":material/download:")
+
+
+def cell_indices(pairs: list[list[int]], true_class: int, predicted: int) -> list[int]:
+    """The test images (their indices) a confusion cell counts."""
+    return [i for i, (p, t) in enumerate(pairs) if t == true_class and p == predicted]
+
+
+def _default_cell(confusion: list[list[int]]) -> tuple[int, int]:
+    """The most frequent mistake (largest cell off the diagonal), else the first class's correct cell."""
+    best, cell = 0, (0, 0)
+    for t, row in enumerate(confusion):
+        for p, n in enumerate(row):
+            if t != p and n > best:
+                best, cell = n, (t, p)
+    return cell
+
+
+CELL_IMAGES = 24  # at most this many images of one cell are shown
+
+
+def confusion_cell(run_id: str, confusion: list[list[int]], pairs: list[list[int]], dataset,
+                   clicked: list | None = None) -> None:
+    """Pick a cell (true class, predicted class) — by clicking it on the matrix (``clicked``: the chart's
+    selected points) or with the two selectors — and see the test images it counts."""
+    classes = list(dataset.classes)
+    true_key, pred_key, applied_key = (K + f"cell.true.{run_id}", K + f"cell.pred.{run_id}",
+                                       f"train.cell.clicked.{run_id}")
+    if true_key not in st.session_state:  # opens on the most frequent mistake
+        st.session_state[true_key], st.session_state[pred_key] = _default_cell(confusion)
+    if clicked:
+        point = clicked[-1]
+        cell = (classes.index(str(point["y"])), classes.index(str(point["x"])))
+        if cell != st.session_state.get(applied_key):  # a new click; the selectors may change it afterwards
+            st.session_state[applied_key] = cell
+            st.session_state[true_key], st.session_state[pred_key] = cell
+    st.caption("Click a cell of the matrix, or choose its classes here, to see the test images it counts.")
+    c1, c2 = st.columns(2)
+    t = c1.selectbox("True class", range(len(classes)), format_func=classes.__getitem__, key=true_key)
+    p = c2.selectbox("Predicted class", range(len(classes)), format_func=classes.__getitem__, key=pred_key)
+    chosen = cell_indices(pairs, t, p)
+    label = f"true {classes[t]}, predicted {classes[p]}"
+    if not chosen:
+        st.caption(md_escape(f"No test image is {label}."))
+        return
+    st.markdown(f"**{len(chosen):,} test image{'s' if len(chosen) != 1 else ''}: {md_escape(label)}**" +
+                (f" (the first {CELL_IMAGES})" if len(chosen) > CELL_IMAGES else ""))
+    x = _test_images(dataset.name)
+    st.image([datasets._as_picture(dataset.unnormalise(x[i])) for i in chosen[:CELL_IMAGES]],
+             caption=[f"#{i}" for i in chosen[:CELL_IMAGES]], width=56)
+
+
+def _test_images(name: str):
+    return datasets.get(name).splits().x_test
+
+
+def _links(run_id: str) -> None:
+    try:  # another part of the app: the run as a network on Predict, Explain and Feature maps
+        from . import trained
+    except ImportError:
+        return
+    trained.links(run_id)
+
+
+def run_outcome(run_id: str) -> None:
+    """Test metrics, the confusion matrix (a cell opens its images) or predicted-vs-true, and the downloads of an
+    ended run (weights, metrics, a training script); for a run that failed on a NaN loss, its last finite
+    weights."""
+    m = manager()
+    failed_weights(run_id)
     result = m.result(run_id)
     if result is None:
         return
@@ -458,13 +759,17 @@ def run_outcome(run_id: str) -> None:
     if result.get("notes"):
         st.caption(md_escape("; ".join(result["notes"]) + "."))
     if "confusion" in test:
-        st.plotly_chart(confusion_figure(test["confusion"], dataset.classes), key=f"train.confusion.{run_id}",
-                        config={"displayModeBar": False})
+        event = st.plotly_chart(confusion_figure(test["confusion"], dataset.classes),
+                                key=f"train.confusion.{run_id}", config={"displayModeBar": False},
+                                on_select="rerun", selection_mode="points")
+        if result.get("pairs"):
+            clicked = list(event.selection.points) if event and event.selection else []
+            confusion_cell(run_id, test["confusion"], result["pairs"], dataset, clicked)
     elif result.get("pairs"):
         st.plotly_chart(pairs_figure(result["pairs"], dataset.target.unit), key=f"train.pairs.{run_id}",
                         config={"displayModeBar": False})
     folder = m.folder(run_id)
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     final = folder / "final.safetensors"
     if final.exists():
         c1.download_button("Download the trained weights (.safetensors)", final.read_bytes(),
@@ -475,6 +780,16 @@ def run_outcome(run_id: str) -> None:
         c2.download_button("Download the metrics (CSV)", pd.DataFrame(lines).to_csv(index=False),
                            file_name=f"run-{run_id}-metrics.csv", mime="text/csv", key=K + f"dl.csv.{run_id}",
                            icon=":material/download:")
+    try:
+        script = training_script(m.config(run_id), title=f"run {run_id}")
+    except TrainingError as e:
+        c3.caption(md_escape(str(e)))
+    else:
+        c3.download_button("Download a PyTorch training script (.py)", script, file_name=f"train-{run_id}.py",
+                           mime="text/x-python", key=K + f"dl.script.{run_id}", icon=":material/code:",
+                           help="Plain PyTorch: the optimiser, schedule, epochs, augmentation and evaluation "
+                                "written out; on the CPU it prints the same test metrics as this run.")
+    _links(run_id)
 
 
 def _open_run(key: str) -> None:
@@ -525,3 +840,118 @@ def _runs_table(was_active: bool) -> None:
     key = K + "open"
     st.session_state[key] = current if current in ids else None  # the address bar names the run shown
     st.selectbox("Show run", ids, key=key, placeholder="Choose a run to show", on_change=_open_run, args=(key,))
+
+
+# -- the runs folder and the comparison of runs ------------------------------------------------------------------
+def folder_line() -> None:
+    """How big the runs folder is against its cap, and the last time old runs were pruned to keep it."""
+    m = manager()
+    m.poll()  # prunes past the cap
+    cap = m.max_bytes
+    used = m.size()
+    st.caption(md_escape(f"The runs folder ({m.root}) holds {fmt_bytes(used)}" +
+                         (f" of its {fmt_bytes(cap)} cap; past it, the oldest ended runs are removed first (never a "
+                          "queued, running, paused or interrupted one)." if cap else ".")))
+    if m.last_removal is not None:
+        st.info(md_escape(m.last_removal.message), icon=":material/delete_sweep:")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "network":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _settings(cfg: TrainConfig) -> dict:
+    d = _flat(cfg.to_dict())
+    d["network"] = _network_name(cfg.network)
+    d["lr"], d["weight_decay"] = cfg.learning_rate, cfg.decay  # the recipe's defaults, spelled out
+    if d.get("train_samples") is None:
+        d["train_samples"] = "all"
+    if d.get("pretrained_from"):
+        d["pretrained_from"] = pathlib.Path(d["pretrained_from"]).parent.name  # the earlier run's id
+    return d
+
+
+def differing_settings(configs: dict[str, TrainConfig]) -> pd.DataFrame:
+    """One row per run, one column per setting whose value is not the same in all of them."""
+    rows = {run_id: _settings(cfg) for run_id, cfg in configs.items()}
+    keys = list(dict.fromkeys(k for r in rows.values() for k in r))
+    differ = [k for k in keys if len({json.dumps(r.get(k), sort_keys=True, default=str) for r in rows.values()}) > 1]
+    return pd.DataFrame([{"run": run_id, **{k: r.get(k) for k in differ}} for run_id, r in rows.items()])
+
+
+def comparison_table(runs: list[str]) -> pd.DataFrame:
+    """Per run: final test metric, parameters, MACs per image, training time, epochs."""
+    m = manager()
+    rows = []
+    for run_id in runs:
+        s, result = m.status(run_id), m.result(run_id) or {}
+        test = result.get("test") or {}
+        row = {"run": run_id, "state": s.get("state")}
+        if "accuracy" in test:
+            row["test accuracy"] = f"{test['accuracy']:.1%}"
+        if "mae" in test:
+            row["test MAE"] = f"{test['mae']:.3g}"
+        row["trainable parameters"] = result.get("trainable_parameters")
+        row["parameters"] = result.get("total_parameters")
+        row["MACs per image"] = s.get("macs")
+        row["training time (s)"] = None if result.get("seconds") is None else round(result["seconds"], 1)
+        row["epochs"] = result.get("epochs_run", s.get("epoch"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def overlay_figure(curves: dict[str, list[dict]], key: str, title: str, axis: str) -> go.Figure:
+    fig = go.Figure()
+    for run_id, epochs in curves.items():
+        fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e.get(key) for e in epochs],
+                                 mode="lines+markers", name=run_id))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), title=title, xaxis_title="epoch",
+                      yaxis_title=axis, legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def runs_comparison() -> None:
+    """Pick two or more of this session's runs: their validation curves overlaid, the settings that differ, their
+    final test metrics, parameters, MACs and training time."""
+    m = manager()
+    ids = [s["run_id"] for s in m.list(owner=owner()) if m.metrics(s["run_id"], "epoch")]
+    if len(ids) < 2:
+        return
+    chosen = st.multiselect("Compare runs", ids, key=K + "compare", placeholder="Choose two or more runs",
+                            help="Their validation curves overlaid, the settings that differ, the final metrics.")
+    if len(chosen) < 2:
+        return
+    curves = {r: m.metrics(r, "epoch") for r in chosen}
+    classification = all(any("val_accuracy" in e for e in c) for c in curves.values())
+    c1, c2 = st.columns(2)
+    if classification:
+        c1.plotly_chart(overlay_figure(curves, "val_accuracy", "Validation accuracy per epoch", "accuracy"),
+                        key="train.compare.metric", config={"displayModeBar": False})
+    elif all(any("val_mae" in e for e in c) for c in curves.values()):
+        c1.plotly_chart(overlay_figure(curves, "val_mae", "Validation MAE per epoch", "MAE"),
+                        key="train.compare.metric", config={"displayModeBar": False})
+    c2.plotly_chart(overlay_figure(curves, "val_loss", "Validation loss per epoch", "loss"),
+                    key="train.compare.loss", config={"displayModeBar": False})
+    configs = {}
+    for r in chosen:
+        try:
+            configs[r] = m.config(r)
+        except TrainingError:
+            pass
+    settings = differing_settings(configs)
+    if len(settings.columns) > 1:
+        st.markdown("**The settings that differ**")
+        st.dataframe(settings, hide_index=True, width="stretch")
+    else:
+        st.caption("These runs have the same settings.")
+    st.markdown("**Results**")
+    st.dataframe(comparison_table(chosen), hide_index=True, width="stretch", column_config={
+        "trainable parameters": st.column_config.NumberColumn(format="localized"),
+        "parameters": st.column_config.NumberColumn(format="localized"),
+        "MACs per image": st.column_config.NumberColumn(format="localized")})
