@@ -20,9 +20,10 @@ Images per second of the median call of each (and the ratio of the fastest calls
 machine moves least); the ratio target is ≥ 0.95× for the steps. Torch threads are capped
 for both (``--threads``, default 2) and the machine's load is printed: other work on it moves every figure.
 
-``--accuracy`` adds time to accuracy (one run each, seed 0): LeNet-5 from scratch on digits, and frozen against
-fine-tuned transfer from the shipped LeNet-5 to the rotation angle (test MAE in degrees, beside always predicting
-the mean angle) and to scikit-image's faces (test accuracy).
+``--accuracy`` adds time to accuracy (one run each, seed 0): LeNet-5 from scratch on digits, the two ready digit
+models' recipes (`python -m explorer.train`: held-out accuracy and the 40 people's digits they read), and frozen
+against fine-tuned transfer from the shipped LeNet-5 to the rotation angle (test MAE in degrees, beside always
+predicting the mean angle) and to scikit-image's faces (test accuracy).
 """
 from __future__ import annotations
 
@@ -120,6 +121,17 @@ def accuracy_runs(device: str, threads: int) -> None:
         else:
             metric = f"accuracy {result.test['accuracy']:.1%} ({result.test['correct']} of {result.test['count']})"
         print(f"| {title} | {metric} | {result.seconds:.1f} s |", flush=True)
+    from explorer import train as recipes
+
+    for title, run, digit_set in (
+            ("ready LeNet-5: `python -m explorer.train lenet-digits`", recipes.train_lenet_digits, "digits"),
+            ("ready GAP CNN: `python -m explorer.train gap-digits-canvas`", recipes.train_gap_digits_canvas,
+             "digits_on_canvas")):
+        model, metrics = run()
+        people, count = recipes.people_digits_correct(model, digit_set)
+        print(f"| {title}, {metrics['epochs']} epochs | accuracy {metrics['test_accuracy']:.1%} "
+              f"({metrics['test_correct']} of {metrics['samples']['test']}); people's digits {people} of {count} "
+              f"| {metrics['seconds']:.1f} s |", flush=True)
 
 
 def main(argv=None) -> int:
