@@ -13,7 +13,7 @@ from __future__ import annotations
 from fractions import Fraction
 from numbers import Number
 
-__all__ = ["fmt_num", "fmt_pair", "fmt_rf", "rf_growth"]
+__all__ = ["fmt_num", "fmt_pair", "fmt_rf", "rf_growth", "fmt_bytes"]
 
 
 def fmt_num(v, sep: bool = True) -> str:
@@ -63,3 +63,13 @@ def rf_growth(analysis):
     columns = ["index", "layer", "kind", "size", "rf_h", "rf_w", "jump_h", "jump_w", "is_global", "rf_text",
                "jump_text"]
     return pd.DataFrame.from_records(recs, columns=columns)
+
+
+def fmt_bytes(n: int | None) -> str:
+    """Bytes in decimal units (1 MB = 10⁶ bytes), as the slides count: 60950432 -> "60.95 MB"."""
+    if n is None:
+        return "—"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{int(n):,} B"

@@ -24,6 +24,8 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import assert_clean
 from explorer.training import datasets, downloads
+from test_training import _good_entries, _png
+from test_training import _zip as _zip_of
 
 CIFAR_TRAIN_PER_CLASS = 10  # two per class in each of the five batches
 CIFAR_TEST_PER_CLASS = 3
@@ -323,20 +325,10 @@ def test_pets_needs_both_archives(data, unreachable):
 
 
 # -- your own zip, kept for runs ---------------------------------------------------------------------------------
-def _png(value: int, size: int = 12) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.full((size, size), value, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @functools.cache
 def _zip() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for i in range(6):
-            z.writestr(f"dark/{i}.png", _png(20 + i))
-            z.writestr(f"light/{i}.png", _png(230 - i))
-    return buf.getvalue()
+    """Two shades, six 12×12 images each (the from_zip tests' own)."""
+    return _zip_of(_good_entries())
 
 
 def test_a_stored_zip_is_found_again_by_name(data, monkeypatch):

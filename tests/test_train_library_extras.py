@@ -209,22 +209,11 @@ def test_the_training_script_reproduces_a_fine_tuned_regression_run(tmp_path):
 # -- your own data as a run ----------------------------------------------------------------------------------
 @pytest.mark.training
 def test_an_uploaded_zip_trains_as_a_run_by_its_name(tmp_path, monkeypatch):
-    import io
-    import zipfile
-
-    import numpy as np
-    from PIL import Image
+    from test_training import _good_entries, _zip
 
     monkeypatch.setenv("EXPLORER_DATA", str(tmp_path / "data"))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        for cls, base in (("dark", 20), ("light", 230)):
-            for i in range(6):
-                png = io.BytesIO()
-                Image.fromarray(np.full((12, 12), base + (i if cls == "dark" else -i), dtype=np.uint8)).save(
-                    png, format="PNG")
-                z.writestr(f"{cls}/{i}.png", png.getvalue())
-    name = datasets.store_upload(buffer.getvalue(), title="shades")
+    zipped = _zip(_good_entries())  # two shades, six 12×12 images each
+    name = datasets.store_upload(zipped, title="shades")
     assert re.fullmatch(r"zip:[0-9a-f]{16}", name)
     cfg = TrainConfig(network="lenet5", dataset=name, epochs=1, batch_size=4, threads=1)  # the name is a setting
     folder = RunFolder(tmp_path / "20260101-000000-0000f1")

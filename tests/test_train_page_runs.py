@@ -15,6 +15,7 @@ import torch
 from apptest_pages import assert_clean, open_page
 from explorer.training import TrainConfig, datasets, worker
 from explorer.training.runfolder import RunFolder
+from test_train_page import charts, metrics
 
 OWNER = "0123456789abcdef"  # a session id as the page makes them (16 hex digits)
 
@@ -39,18 +40,6 @@ def make_run(root, n: int, owner: str = OWNER, **changes) -> str:
                          macs=416_520)
     worker.run(folder.path)
     return run_id
-
-
-def metrics(at) -> dict:
-    return {m.label: m.value for m in at.metric}
-
-
-def charts(at) -> dict:
-    out = {}
-    for c in at.get("plotly_chart"):
-        spec = json.loads(c.proto.spec)
-        out[spec["layout"].get("title", {}).get("text", "")] = spec
-    return out
 
 
 def run_line(at) -> str:
@@ -263,26 +252,16 @@ def test_a_download_not_on_disk_offers_its_button_and_cannot_start(runs_root, tm
 
 
 def test_your_own_zip_is_a_dataset_to_train_on(runs_root, tmp_path, monkeypatch):
-    import io
-    import zipfile
-
-    import numpy as np
-    from PIL import Image
+    from test_training import _good_entries, _zip
 
     monkeypatch.setenv("EXPLORER_DATA", str(tmp_path / "data"))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        for cls, base in (("dark", 20), ("light", 230)):
-            for i in range(6):
-                png = io.BytesIO()
-                Image.fromarray(np.full((12, 12), base, dtype=np.uint8)).save(png, format="PNG")
-                z.writestr(f"{cls}/{i}.png", png.getvalue())
+    zipped = _zip(_good_entries())  # two shades, six 12×12 images each
     at = open_page("train")
     at.selectbox(key="w.train.dataset").set_value("zip").run()
-    at.file_uploader(key="w.data.zip").set_value(("shades.zip", buffer.getvalue(), "application/zip")).run()
+    at.file_uploader(key="w.data.zip").set_value(("shades.zip", zipped, "application/zip")).run()
     assert_clean(at)
     assert not at.error and not at.button(key="w.train.start").disabled
     assert "Trains the catalog model lenet5 — LeNet (1998): from scratch (fresh random weights), on shades.zip." in \
         [c.value for c in at.caption]
-    train_images = datasets.get(datasets.store_upload(buffer.getvalue(), title="shades.zip")).splits().sizes()["train"]
+    train_images = datasets.get(datasets.store_upload(zipped, title="shades.zip")).splits().sizes()["train"]
     assert metrics(at)["Training images"] == str(train_images)

@@ -36,6 +36,7 @@ import signal
 import threading
 import time
 
+from ..fields import fmt_bytes as _size
 from .config import TrainConfig
 from .errors import TrainingError
 from .runfolder import (ACTIVE_STATES, RESUMABLE_STATES, RUN_ID, TERMINAL_STATES, RunFolder, load_checkpoint, now,
@@ -94,12 +95,6 @@ def default_runs_root() -> pathlib.Path:
     return pathlib.Path(os.environ.get(RUNS_ENV) or pathlib.Path.home() / ".cache" / "cnn-explorer" / "runs")
 
 
-def _size(n: int) -> str:
-    """Bytes in decimal units, as the pages print them (1 MB = 10⁶ bytes): "2.33 MB"."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.2f} {unit}"
-    return f"{int(n):,} B"
 
 
 def _plural(n: int, word: str) -> str:

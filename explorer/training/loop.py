@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import datasets as datasets_module
-from .config import TrainConfig
+from .config import MAX_BATCH, TrainConfig
 from .datasets import Dataset, PreviewSample, Splits
 from .errors import TrainingError
 from .networks import Prepared, fit_data, fold_target_scale, folded_state, prepare_model
@@ -51,6 +51,13 @@ def choose_device(preference: str = "auto") -> torch.device:
     if preference == "mps" and not mps:
         raise TrainingError("Apple's MPS is not available on this machine; choose device auto or cpu.")
     return torch.device(preference)
+
+
+def training_loss(out: torch.Tensor, target: torch.Tensor, task: str, label_smoothing: float = 0.0) -> torch.Tensor:
+    """What a training step minimises: the MSE of the (standardised) target, or cross-entropy with smoothing."""
+    if task == "regression":
+        return F.mse_loss(out[:, 0].float(), target)
+    return F.cross_entropy(out.float(), target, label_smoothing=label_smoothing)
 
 
 # -- augmentation ------------------------------------------------------------------------------------------------
@@ -211,9 +218,7 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, *, task: str, num_classe
     safe_state = _snapshot(model)
 
     def loss_of(out, target):
-        if task == "regression":
-            return F.mse_loss(out[:, 0].float(), target)
-        return F.cross_entropy(out.float(), target, label_smoothing=label_smoothing)
+        return training_loss(out, target, task, label_smoothing)
 
     def checkpoint(epoch: int) -> dict:
         # deep copies: the optimiser's state dict holds its live moment tensors, which the next step changes
@@ -586,11 +591,9 @@ class TrainingMemory:
     def largest_batch(self, budget: int) -> int:
         """The largest batch whose step fits in ``budget`` bytes (0: not even one image)."""
         if self.saved_per_image <= 0:
-            return MAX_BATCH_SIZE
-        return max(0, min(MAX_BATCH_SIZE, (budget - self.fixed) // self.saved_per_image))
+            return MAX_BATCH
+        return max(0, min(MAX_BATCH, (budget - self.fixed) // self.saved_per_image))
 
-
-MAX_BATCH_SIZE = 4096
 
 
 def memory_of(cfg: TrainConfig, saved_per_image: int, total_parameters: int, trainable: int,
@@ -668,8 +671,7 @@ def estimate_epoch(cfg: TrainConfig, steps: int = 3, step_budget: float = 0.5) -
             xb = augment(x) if augment is not None else x
             optimizer.zero_grad(set_to_none=True)
             out = model(xb)
-            loss = (F.mse_loss(out[:, 0].float(), y) if dataset.task == "regression" else
-                    F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing))
+            loss = training_loss(out, y, dataset.task, cfg.label_smoothing)
             loss.backward()
             optimizer.step()
             if device.type == "cuda":

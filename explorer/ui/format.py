@@ -7,7 +7,7 @@ from __future__ import annotations
 from numbers import Number
 from typing import Optional
 
-from ..fields import fmt_num, fmt_pair, fmt_rf  # the one field formatter (explorer.fields), re-exported here
+from ..fields import fmt_bytes, fmt_num, fmt_pair, fmt_rf  # the one field formatter (explorer.fields), re-exported here
 
 __all__ = ["fmt_int", "fmt_bytes", "fmt_count", "fmt_shape", "fmt_pair", "fmt_rf", "fmt_num", "md_escape",
            "fmt_quoted"]
@@ -19,16 +19,6 @@ _MD_SPECIAL = set("\\`*_{}[]<>#|~$")
 def fmt_int(n: Optional[int]) -> str:
     """138357544 -> "138,357,544" (always a comma, whatever the server's locale)."""
     return "—" if n is None else f"{int(n):,}"
-
-
-def fmt_bytes(n: Optional[int]) -> str:
-    """Bytes in decimal units (1 MB = 10⁶ bytes), as the slides count: 60950432 -> "60.95 MB"."""
-    if n is None:
-        return "—"
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.2f} {unit}"
-    return f"{int(n):,} B"
 
 
 def fmt_count(n: Optional[int], unit: str = "") -> str:
