@@ -161,6 +161,8 @@ def test_stop_a_running_run_from_the_page(runs_root):
                and c.value.lower().count("stopped on request") == 1 for c in at.caption)  # said once
     assert "Test accuracy" in metrics(at)  # the model as it was becomes final, with its test metrics
     assert at.button(key=f"w.train.resume.{run_id}")  # a stopped run can be resumed from its checkpoint
+    # Predict, Explain and Feature maps open finished runs only: no link that would answer with a refusal
+    assert not [p.proto.label for p in at.get("page_link") if p.proto.label == "Predict with it"]
 
 
 @pytest.mark.training
@@ -171,6 +173,8 @@ def test_the_runs_picker_opens_an_earlier_run(runs_root):
     at.button(key="w.train.start").click().run()
     run_until(at, lambda a: "**finished**" in run_line(a), "the first run to finish")
     first = run_line(at).split("`")[1]
+    assert [p.proto.query_string for p in at.get("page_link") if p.proto.label == "Predict with it"] == \
+        [f"source=run%3A{first}"]  # a finished run opens on Predict
     at.selectbox(key="w.train.dataset").set_value("faces").run()
     at.button(key="w.train.start").click().run()
     run_until(at, lambda a: "**finished**" in run_line(a) and first not in run_line(a), "the second run to finish")

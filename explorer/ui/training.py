@@ -31,6 +31,7 @@ from ..training.networks import network_for_task, prepare_model
 from ..training.runfolder import ACTIVE_STATES, RESUMABLE_STATES, png_image
 from ..training.script import training_script
 from .composition import current_spec
+from . import trained
 from .format import fmt_bytes, fmt_count, fmt_int, md_escape
 
 __all__ = ["manager", "owner", "owns", "network_choice", "config_widgets", "plan", "refusal", "estimate",
@@ -723,12 +724,6 @@ def _test_images(name: str):
     return datasets.get(name).splits().x_test
 
 
-def _links(run_id: str) -> None:
-    try:  # another part of the app: the run as a network on Predict, Explain and Feature maps
-        from . import trained
-    except ImportError:
-        return
-    trained.links(run_id)
 
 
 def run_outcome(run_id: str) -> None:
@@ -789,7 +784,8 @@ def run_outcome(run_id: str) -> None:
                            mime="text/x-python", key=K + f"dl.script.{run_id}", icon=":material/code:",
                            help="Plain PyTorch: the optimiser, schedule, epochs, augmentation and evaluation "
                                 "written out; on the CPU it prints the same test metrics as this run.")
-    _links(run_id)
+    if m.status(run_id).get("state") == "finished":  # what Predict, Explain and Feature maps open (not a stopped run)
+        trained.links(run_id)
 
 
 def _open_run(key: str) -> None:
