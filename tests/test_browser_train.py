@@ -64,7 +64,8 @@ def walk(app_url, page):
     expect(metric(page, "256")).to_be_visible()
     page.get_by_role("button", name="Start training").click()
     expect(run_line(page)).to_contain_text("running", timeout=RUN_MS)
-    expect(page.get_by_text("Training loss per batch")).to_be_visible(timeout=RUN_MS)  # the curve, while it runs
+    # .first: while the fragment redraws, the old chart may still be there (hidden) beside the new one
+    expect(page.get_by_text("Training loss per batch").first).to_be_visible(timeout=RUN_MS)  # the curve, while it runs
     assert "run=" in page.url
     expect(run_line(page)).to_contain_text("finished", timeout=RUN_MS)
     expect(run_line(page)).to_contain_text("epoch 3 of 3")
@@ -96,7 +97,7 @@ def walk(app_url, page):
     page.get_by_role("button", name="Start training").click()
     page.wait_for_function(f"() => location.search.includes('run=') && !location.search.includes('run={first}')")
     expect(run_line(page)).to_contain_text("running", timeout=RUN_MS)
-    expect(page.get_by_text("Training loss per batch")).to_be_visible(timeout=RUN_MS)
+    expect(page.get_by_text("Training loss per batch").first).to_be_visible(timeout=RUN_MS)
     expect(run_line(page)).to_contain_text(re.compile(r"epoch [2-9]\d* of 200"), timeout=RUN_MS)  # curves grow
     expect(run_line(page)).to_contain_text(re.compile(r"per epoch, ≈ .+ left"))  # the time left, measured
     # .first: while the fragment redraws, the old chart may still be there beside the new one
