@@ -5,12 +5,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 8501
 
-.PHONY: run test check bench clean browser
+.PHONY: run test check bench clean browser graphviz
 
-run: $(VENV)/.req-stamp
+run: $(VENV)/.req-stamp graphviz
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-test: $(VENV)/.dev-stamp browser
+test: $(VENV)/.dev-stamp browser graphviz
 	$(BIN)/python -m pytest
 
 # The fast lane (at most 3 minutes on a 2-core machine): no browser, load or training tests, the fuzz at the
@@ -41,6 +41,14 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "Could not install chromium; browser tests will be skipped"; }
+
+# The diagram downloads as SVG through Graphviz's `dot` (Debian's graphviz); without it the page offers the DOT
+# source and says so.
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  echo "Installing Debian's graphviz for the diagram's SVG download"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
+	  || echo "Could not install graphviz; the diagram downloads as DOT source"; }
 
 clean:
 	rm -rf $(VENV)

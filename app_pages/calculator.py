@@ -8,6 +8,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.colors import hex_to_rgb, qualitative
 
 from explorer import arithmetic as ar
 from explorer import ui
@@ -69,7 +70,8 @@ def cost_bars(rows: list[tuple[str, list[tuple[str, int]]]]):
 st.header("Calculator", anchor=False)
 st.markdown("The lecture's arithmetic, with your numbers. Each section opens on the slide's worked example: "
             "[output size](#output-size) · [parameters](#parameters) · [1×1 bottleneck](#bottleneck) · "
-            "[depthwise separable](#separable) · [pooling](#pooling) · [softmax](#softmax)")
+            "[depthwise separable](#separable) · [pooling](#pooling) · [softmax](#softmax) · "
+            "[RoI pooling](#roi-pooling)")
 st.caption("No network on this page: single layers from the numbers you type. Your composition and the catalog "
            "model stay as they are (sidebar).")
 
@@ -325,3 +327,123 @@ else:
         c[1].plotly_chart(bar, config={"displayModeBar": False}, key="calc.softmax_chart")
 st.caption("Defaults: the slide's logits [2.0, 1.0, 0.1] → [0.66, 0.24, 0.10]. The probabilities are positive "
            "and sum to 1; the largest logit gets the largest share.")
+
+# -- RoI pooling ----------------------------------------------------------------------------------------------
+st.subheader("RoI pooling", anchor="roi-pooling", divider="gray")
+st.markdown("Fast R-CNN pools every region proposal to one size: the region (a box of feature-map cells) is split "
+            "into as many parts as the output has cells, and each part gives its maximum.")
+
+
+def roi_figure(grid: list, bins: list, box: tuple):
+    """The map with each bin's cells tinted in its own colour inside a border, and its maximum ringed; bins that
+    share a cell (torchvision's) show it twice tinted."""
+    n_rows, n_cols = len(grid), len(grid[0])
+    cell = lambda v: f"{v:.2f}" if round(v, 2) == v else ui.fmt_num(v)  # as the editor shows it: 0.70, not 0.7
+    fig = go.Figure(go.Heatmap(z=[[0] * n_cols] * n_rows, text=[[cell(v) for v in row] for row in grid],
+                               texttemplate="%{text}", textfont=dict(size=14), colorscale=[[0, "white"], [1, "white"]],
+                               showscale=False, xgap=2, ygap=2, hoverinfo="skip"))
+    x1, y1, x2, y2 = box
+    fig.add_shape(type="rect", x0=x1 - 0.5, x1=x2 + 0.5, y0=y1 - 0.5, y1=y2 + 0.5, line=dict(color="#222", width=1,
+                                                                                            dash="dot"))
+    flat = [b for row in bins for b in row]
+    ringed: dict = {}  # cell -> rings drawn on it: a maximum two overlapping bins share gets two nested rings
+    for k, b in enumerate(flat):
+        colour = qualitative.D3[k % len(qualitative.D3)]
+        fill = "rgba({}, {}, {}, 0.22)".format(*hex_to_rgb(colour))
+        fig.add_shape(type="rect", x0=b.cols.start - 0.5, x1=b.cols.stop - 0.5, y0=b.rows.start - 0.5,
+                      y1=b.rows.stop - 0.5, line=dict(color=colour, width=3), fillcolor=fill, layer="above")
+        top = [(r, c) for r, c in b.cells if grid[r][c] == b.value]
+        if top:
+            r, c = top[0]
+            inner = ringed[(r, c)] = ringed.get((r, c), -1) + 1
+            fig.add_trace(go.Scatter(x=[c], y=[r], mode="markers", showlegend=False,
+                                     marker=dict(symbol="circle-open", size=34 - 8 * inner, color=colour,
+                                                 line=dict(width=3)),
+                                     hovertemplate=f"bin {k // len(bins[0]) + 1},{k % len(bins[0]) + 1}: "
+                                                   f"max {ui.fmt_num(b.value)}<extra></extra>"))
+    fig.update_layout(height=400, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="#bdbdbd", font=dict(size=14),
+                      xaxis=dict(title_text="x (column)", side="top", dtick=1, showgrid=False, zeroline=False,
+                                 range=[-0.5, n_cols - 0.5], constrain="domain"),  # square cells, no margin
+                      yaxis=dict(title_text="y (row)", range=[n_rows - 0.5, -0.5], dtick=1, showgrid=False,
+                                 zeroline=False, scaleanchor="x", constrain="domain"))
+    return fig
+
+
+def span(cells: range) -> str:
+    return f"{cells.start}" if len(cells) == 1 else f"{cells.start}–{cells.stop - 1}"
+
+
+c = st.columns([1.45, 1], gap="medium")
+with c[0]:
+    st.markdown("**Feature map** (click a cell to edit; rows y, columns x)")
+    roi_edited = st.data_editor(
+        pd.DataFrame(ar.ROI_EXAMPLE_MAP, columns=[str(j) for j in range(8)]), key="calc.roi_map",
+        column_config={str(j): st.column_config.NumberColumn(str(j), width=55, required=True, format="%.2f")
+                       for j in range(8)})
+with c[1]:
+    st.markdown("**Region** (inclusive feature-map cells) and **output size**")
+    box_cols = st.columns(2)
+    ex1, ey1, ex2, ey2 = ar.ROI_EXAMPLE_BOX
+    rx1 = int(box_cols[0].number_input("x1 (first column)", 0, 7, ex1, key="calc.roi_x1"))
+    ry1 = int(box_cols[1].number_input("y1 (first row)", 0, 7, ey1, key="calc.roi_y1"))
+    rx2 = int(box_cols[0].number_input("x2 (last column)", 0, 7, ex2, key="calc.roi_x2"))
+    ry2 = int(box_cols[1].number_input("y2 (last row)", 0, 7, ey2, key="calc.roi_y2"))
+    out_h = int(box_cols[0].number_input("Output rows", 1, 8, ar.ROI_EXAMPLE_OUTPUT[0], key="calc.roi_out_h"))
+    out_w = int(box_cols[1].number_input("Output columns", 1, 8, ar.ROI_EXAMPLE_OUTPUT[1], key="calc.roi_out_w"))
+roi_df = roi_edited.apply(pd.to_numeric, errors="coerce")
+roi_box, roi_out = (rx1, ry1, rx2, ry2), (out_h, out_w)
+if roi_df.isna().any().any():
+    st.error("Every cell of the feature map needs a number: fill in the empty cells.", icon=":material/error:")
+else:
+    roi_grid = [[float(v) for v in row] for row in roi_df.to_numpy()]
+    try:
+        lecture = ar.roi_pool(roi_grid, roi_box, roi_out, "lecture")
+        tv_bins = ar.roi_pool(roi_grid, roi_box, roi_out, "torchvision")
+        tv_values = ar.torchvision_roi_pool(roi_grid, roi_box, roi_out)  # torchvision itself, beside our bins
+    except ValueError as e:
+        st.error(esc(e), icon=":material/error:")
+    else:
+        h, w = ry2 - ry1 + 1, rx2 - rx1 + 1
+        labels = [str(j + 1) for j in range(out_w)]
+        cols = st.columns(2, gap="medium")
+        for col, title, bins, values, key in (
+                (cols[0], "As the lecture divides the box", lecture, [[b.value for b in r] for r in lecture],
+                 "calc.roi_lecture"),
+                (cols[1], "torchvision.ops.roi_pool", tv_bins, tv_values, "calc.roi_torchvision")):
+            with col:
+                st.markdown(f"**{title}**")
+                st.plotly_chart(roi_figure(roi_grid, bins, roi_box), config={"displayModeBar": False},
+                                key=f"{key}_chart")
+                st.markdown(" · ".join(f"rows {span(b.rows)} × columns {span(b.cols)}: **{ui.fmt_num(b.value)}**"
+                                       for r in bins for b in r))
+                st.dataframe(pd.DataFrame(values, columns=labels), hide_index=True, key=key, width="content",
+                             column_config={lab: st.column_config.NumberColumn(lab, width=60, format="%.2f")
+                                            for lab in labels})
+        rows_split = " + ".join(str(len(r)) for r in ar.roi_axis_bins(ry1, ry2, out_h))
+        cols_split = " + ".join(str(len(r)) for r in ar.roi_axis_bins(rx1, rx2, out_w))
+        st.markdown(f"The region is {h} row{'s' * (h != 1)} × {w} column{'s' * (w != 1)}: the lecture splits it "
+                    f"into near-equal parts that tile it (part i starts ⌊i·{h}/{out_h}⌋ rows in, columns "
+                    f"likewise) — rows {rows_split}, columns {cols_split} — and each part gives its maximum.")
+        shared_rows = sorted({i for a, b_ in zip(tv_bins, tv_bins[1:]) for i in set(a[0].rows) & set(b_[0].rows)})
+        shared_cols = sorted({j for a, b_ in zip(tv_bins[0], tv_bins[0][1:]) for j in set(a.cols) & set(b_.cols)})
+        lecture_values = [[b.value for b in r] for r in lecture]
+        shared = " and ".join(part for part in (
+            f"row{'s' * (len(shared_rows) > 1)} {', '.join(map(str, shared_rows))}" if shared_rows else "",
+            f"column{'s' * (len(shared_cols) > 1)} {', '.join(map(str, shared_cols))}" if shared_cols else "")
+            if part)
+        if not shared:
+            st.success("torchvision's bins are the lecture's here: the output size divides the region evenly.",
+                       icon=":material/check:")
+        else:
+            outcome = ("so its maxima differ: "
+                       + ", ".join(f"bin ({i + 1}, {j + 1}) {ui.fmt_num(tv_values[i][j])} instead of "
+                                   f"{ui.fmt_num(lecture_values[i][j])}"
+                                   for i in range(out_h) for j in range(out_w)
+                                   if tv_values[i][j] != lecture_values[i][j])
+                       if tv_values != lecture_values else "though the maxima agree on this map")
+            st.info(f"torchvision's roi_pool rounds the box to whole cells and gives bin i the cells ⌊i·{h}/{out_h}⌋ "
+                    f"to ⌈(i+1)·{h}/{out_h}⌉ − 1 of the box (columns likewise), so where the output does not divide "
+                    f"the region neighbouring bins share cells — here {shared} — {outcome}.",
+                    icon=":material/info:")
+st.caption("Defaults: the lecture's example (the deepsense.ai illustration): an 8×8 feature map, the region x 0–6, "
+           "y 3–7 (7 columns × 5 rows) and a 2×2 output — rows 2 + 3, columns 3 + 4 → [[0.85, 0.84], [0.97, 0.96]].")

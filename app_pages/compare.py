@@ -1,10 +1,14 @@
 """Compare: two to four compositions or catalog models side by side — costs, stages, receptive-field growth."""
+import itertools
+
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 import streamlit as st
 
 from explorer import catalog, ui
 from explorer.analysis import AnalysisError
+from explorer.compare import align
 from explorer.fields import rf_growth
 from explorer.spec import SpecError
 
@@ -39,7 +43,8 @@ for label in chosen:
         if kind == "spec":
             analyses[label] = ui.cached_spec_analysis(value)
         else:
-            analyses[label] = ui.cached_analysis(value, *catalog.info(value).input_size)
+            # One frame's shape: a model taking several (RAFT's two frames) gets it once per input.
+            analyses[label] = ui.cached_analysis(value, *catalog.info(value).input_shapes[0])
     except (SpecError, AnalysisError) as e:
         st.error(ui.md_escape(f"{label}: {e}"), icon=":material/error:")
 if len(analyses) < 2:
@@ -66,42 +71,88 @@ rows = {
     "weights": lambda a: ui.fmt_bytes(a.weight_bytes),
     "receptive field at the output": final_rf,
 }
+
+
+def fitting_columns(df: pd.DataFrame, index_label: str = "") -> dict:
+    """column_config giving every column (and the index) a width that shows its whole name and every cell:
+    left to fit the cells alone, Streamlit cuts a name longer than its values."""
+    px = lambda texts: 8 * max(len(str(t)) for t in texts) + 24  # ≈ 8 px a character at the table's font
+    config = {c: st.column_config.TextColumn(c, width=px([c, *df[c]])) for c in df.columns}
+    config["_index"] = st.column_config.TextColumn(index_label, width=px([index_label, *df.index]))
+    return config
+
+
 st.subheader("Costs", anchor=False)
-st.dataframe(pd.DataFrame({short(k): [f(a) for f in rows.values()] for k, a in analyses.items()},
-                          index=list(rows)), width="stretch")
+costs = pd.DataFrame({short(k): [f(a) for f in rows.values()] for k, a in analyses.items()}, index=list(rows))
+st.dataframe(costs, width="stretch", column_config=fitting_columns(costs))
 
-st.subheader("Stage by stage", anchor=False)
-def stage_rows(a):
-    """A catalog model's stages; for a composition its backbone's stages (same names as the model's) + neck, head."""
-    parts = {s.name: s for s in a.stages()}
-    if "backbone" not in parts:
-        return [(s.name, s) for s in parts.values()]
-    from explorer.compose import STAGE_PREFIX  # where a composition's backbone stages sit
-
-    inner = [(s.name[len(STAGE_PREFIX):], s) for s in a.stages(depth=3) if s.name.startswith(STAGE_PREFIX)]
-    return inner + [(p, parts[p]) for p in ("neck", "head") if p in parts]
-
-
-frames = []
-for label, a in analyses.items():
-    for name, s in stage_rows(a):
-        frames.append({"stage": name, "architecture": short(label), "params": s.params, "MACs": s.macs})
-df = pd.DataFrame(frames)
-wide = df.pivot_table(index="stage", columns="architecture", values=["params", "MACs"], aggfunc="sum", sort=False)
-order = list(dict.fromkeys(df["stage"]))
-wide = wide.reindex(order)
+st.subheader("Stage by stage, aligned by stride", anchor=False)
+st.caption("Stage names do not line up across families (mobilenet_v2's features.3 is a 56×56 map, "
+           "efficientnet_b0's a 28×28 one), so each row is a stride — input pixels between neighbouring units of "
+           "a map — and each architecture's column names the stage that produces that stride last, with its "
+           "channels and receptive field; below it, the parameters and MACs spent so far: everything run up "
+           "to and including that stage. — : no map at that stride.")
 names = [short(k) for k in analyses]
-if len(names) == 2:  # the difference, second minus first
-    wide[("params", "Δ")] = wide[("params", names[1])].fillna(0) - wide[("params", names[0])].fillna(0)
-    wide[("MACs", "Δ")] = wide[("MACs", names[1])].fillna(0) - wide[("MACs", names[0])].fillna(0)
-wide.columns = [f"{metric} · {arch}" for metric, arch in wide.columns]
-st.dataframe(wide.map(lambda v: "" if pd.isna(v) else f"{int(v):,}"), width="stretch")
+colours = dict(zip(names, itertools.cycle(qualitative.D3)))  # consecutive models in clearly different hues
+strides, per = align(analyses)
+# Models at different input sizes (each at its weights' size) make different resolutions at one stride.
+sizes = {k: {per[label][k].resolution for label in analyses if k in per[label]} for k in strides}
+
+
+def row_label(key) -> str:
+    if not isinstance(key, tuple):  # a composition's neck or head, after its backbone
+        return key
+    stride = f"stride {ui.fmt_pair(key)}"
+    return f"{ui.fmt_shape(next(iter(sizes[key])))} · {stride}" if len(sizes[key]) == 1 else stride
+
+
+def stage_cell(e) -> str:
+    if e is None:
+        return "—"
+    if e.stride is None:  # a composition's neck or head: what it is, its costs beside
+        return e.kind
+    size = "" if len(sizes[e.stride]) == 1 else f" · {ui.fmt_shape(e.resolution)}"
+    return f"{e.stage} · {e.channels:,} ch · RF {ui.fmt_rf(e.rf, e.is_global)}{size}"
+
+
+def spent(params, macs, signed: bool = False) -> str:
+    """Parameters · MACs in K / M / G, short enough that every architecture's column fits beside the others."""
+    if params is None:
+        return "—"
+    fmt = lambda n: ("−" if n < 0 else "+" if signed else "") + ui.fmt_count(abs(n))
+    return f"{fmt(params)} · {fmt(macs)}"
+
+
+index = [row_label(k) for k in strides]
+# Each architecture's cells in its curve's colour below, so a column and a curve are matched at a glance.
+tint = lambda col: [f"color: {colours.get(col.name, 'inherit')}"] * len(col)
+mapless = [name for label, name in zip(analyses, names) if not per[label]]
+if mapless:
+    st.info(f"{', '.join(mapless)}: no stage outputs one C×H×W feature map (several inputs or outputs, or tokens "
+            "instead of a map), so there is nothing to line up by stride.", icon=":material/info:")
+if strides:
+    aligned = pd.DataFrame({name: [stage_cell(per[label].get(k)) for k in strides]
+                            for label, name in zip(analyses, names)}, index=index)
+    st.dataframe(aligned.style.apply(tint), width="stretch",
+                 column_config=fitting_columns(aligned, "resolution · stride"))
+
+    st.markdown("**Parameters · MACs so far** at each stride")
+    so_far = {name: [(per[label][k].params_so_far, per[label][k].macs_so_far) if k in per[label] else (None, None)
+                     for k in strides] for label, name in zip(analyses, names)}
+    costs_so_far = pd.DataFrame({name: [spent(*v) for v in so_far[name]] for name in names}, index=index)
+    if len(names) == 2:  # the difference, second minus first, where both make the stride
+        costs_so_far["Δ"] = [spent(None, None) if a[0] is None or b[0] is None else
+                             spent(b[0] - a[0], b[1] - a[1], signed=True)
+                             for a, b in zip(so_far[names[0]], so_far[names[1]])]
+    st.dataframe(costs_so_far.style.apply(tint), width="stretch",
+                 column_config=fitting_columns(costs_so_far, "resolution · stride"))
 
 st.subheader("Receptive field, layer by layer", anchor=False)
 fig = go.Figure()
 for label, a in analyses.items():
     df = rf_growth(a)  # the one curve definition: the larger side, as on Receptive fields
     fig.add_trace(go.Scatter(x=df["index"], y=df["size"].astype(float), mode="lines", name=short(label),
+                             line=dict(color=colours[short(label)], width=2.5),
                              customdata=list(zip(df.layer, df.rf_text)),
                              hovertemplate="%{customdata[0]}<br>RF %{customdata[1]} px<extra></extra>"))
 fig.update_layout(xaxis_title="layer (in execution order)", yaxis_title="receptive field (px, larger side)",

@@ -13,6 +13,8 @@ from explorer.analysis import AnalysisError
 from explorer.spec import MAX_CHANNELS, MAX_REPEATS, MAX_SIDE, MAX_WIDTH, SpecError
 from explorer.ui import draft as form
 from explorer.ui import settings as kinds
+from explorer.ui.export import export_panel
+from explorer.ui.model_options import stage_label
 
 K = form.K
 d = form.draft()
@@ -57,8 +59,10 @@ with left:
             pd.DataFrame(form.editor_rows()), key=key, num_rows="dynamic", hide_index=True, width="stretch",
             on_change=edit, args=("stages", key),
             column_config={
-                "block": st.column_config.SelectboxColumn("block", options=list(kinds.kinds("block")),
-                                                          required=True),
+                "block": st.column_config.SelectboxColumn("block", options=[form.STEM, *kinds.kinds("block")],
+                                                          required=True,
+                                                          help="The first row may be the stem (one 3×3 conv); "
+                                                               "delete it for none."),
                 "repeats": st.column_config.NumberColumn("repeats", min_value=1, max_value=MAX_REPEATS, step=1),
                 "width": st.column_config.NumberColumn("width", min_value=1, max_value=MAX_WIDTH, step=1),
                 "stride": st.column_config.SelectboxColumn("stride", options=[1, 2], required=True)})
@@ -67,25 +71,32 @@ with left:
     st.selectbox("Neck", kinds.kinds("neck"), key=seeded("neck", neck_kind),
                  format_func=lambda k: kinds.title("neck", k), on_change=edit, args=("neck",),
                  help="Attention gates on each chosen stage, or a multi-scale fusion of several stages.")
+    head_map = form.head_input(ui.current_spec(), form.view("dtype"))  # pooling titles worked on the real map
     for category in ("neck", "head"):
         kind = d[category]["kind"]
         cols = st.columns(2)
         for i, s in enumerate(kinds.settings(category, kind)):
             key = seeded(f"{category}.{kind}.{s.name}", kinds.widget_value(s, d[category].get(s.name, s.default)))
             kinds.setting_widget(cols[i % 2], s, key, on_change=edit, args=("setting", key, category, s.name),
-                                 prefix="Neck " if category == "neck" else "")
+                                 prefix="Neck " if category == "neck" else "",
+                                 feature_map=head_map if category == "head" else None)
 
     stage_names, default_outs, stage_error = form.stage_choices(d)
     st.session_state[K + "stage_names"] = stage_names  # the order the callbacks keep the chosen stages in
     if stage_names:
         outs = [s for s in (d["backbone"].get("out_stages") or []) if s in stage_names]
-        frozen = [s for s in d["backbone"].get("frozen_stages", []) if s in stage_names]
         st.multiselect("Output stages (feed the neck / head)", stage_names, key=seeded("outs", outs),
-                       on_change=edit, args=("outs",),
+                       on_change=edit, args=("outs",), format_func=stage_label(d),
                        placeholder=f"default for the task: {', '.join(default_outs)}",
                        help="Fine → coarse. Leave empty for the task's default.")
-        st.multiselect("Frozen stages (requires_grad = False)", stage_names, key=seeded("frozen", frozen),
-                       on_change=edit, args=("frozen",))
+    frozen_names = form.frozen_choices(d)
+    st.session_state[K + "frozen_names"] = frozen_names
+    if frozen_names:
+        frozen = [s for s in d["backbone"].get("frozen_stages", []) if s in frozen_names]
+        st.multiselect("Frozen stages (requires_grad = False)", frozen_names, key=seeded("frozen", frozen),
+                       on_change=edit, args=("frozen",), format_func=stage_label(d), help="Every part of the backbone that holds parameters.")
+        st.checkbox("Freeze the whole backbone", key=seeded("freeze_all", frozen == frozen_names), on_change=edit,
+                    args=("freeze_all",), help="Only the neck and head train.")
 
     spec = ui.current_spec()  # committed by the callbacks before this run drew anything
     with st.expander("Save or load this composition (spec JSON)", expanded=bool(form.upload_error())):
@@ -93,9 +104,11 @@ with left:
                            mime="application/json", icon=":material/download:", key=K + "download",
                            on_click="ignore")
         st.file_uploader("Load a spec JSON", type=["json"], key=K + "upload", on_change=form.on_upload,
+                         max_upload_size=ui.upload_mb("spec"),
                          help="A file saved with the button above, or written by hand (see README).")
         if form.upload_error():
             st.error(ui.md_escape(form.upload_error()), icon=":material/error:")
+    export_panel(spec)
     c1, c2 = st.columns(2)
     dtype = c1.selectbox("dtype", list(ui.DTYPES), key=seeded("dtype", form.view("dtype")), on_change=edit,
                          args=("dtype",))
@@ -107,7 +120,9 @@ with left:
 with right:
     if error:
         st.error(ui.md_escape(error), icon=":material/error:")
-        st.caption(f"Showing the last composition that works: {ui.md_escape(spec.summary())}")
+        st.warning(f"These figures are for the last composition that built: {ui.md_escape(spec.summary())}. "
+                   "The inputs on the left do not build yet; change what the message above says.",
+                   icon=":material/history:")
     try:
         a = ui.cached_spec_analysis(spec, dtype)
     except (SpecError, AnalysisError) as e:
@@ -141,6 +156,6 @@ with right:
         (f"`{l['name']}` " if len(out) > 1 else "") + ui.fmt_shape(l["output_shape"]) for l in out))
     for note in a.notes:
         st.info(ui.md_escape(note), icon=":material/info:")
-    expand = st.toggle("Show every layer in the diagram", key=seeded("expand", form.view("expand")), on_change=edit,
-                       args=("expand",))
-    st.graphviz_chart(ui.cached_diagram(spec, dtype, expand), width="stretch")
+    ui.architecture_diagram(a, key=K + "diagram", stem="composition",
+                            dot=lambda expand, opened: ui.cached_diagram(spec, dtype, expand, opened),
+                            expand_key=seeded("expand", form.view("expand")), on_change=edit, args=("expand",))

@@ -70,11 +70,15 @@ except (AnalysisError, SpecError) as e:
     st.stop()
 
 shape = ui.fmt_shape(a.input_shape)
+# "Count biases" (drawn with the table below) sets the headline too: its state is known before it is drawn.
+biases = st.session_state.get("layers.biases", True)
 cols = st.columns(4)
-cols[0].metric("Parameters", ui.fmt_int(a.params),
-               help=f"Each tensor once (shared tensors once): {ui.fmt_int(a.weights_total)} weights + "
-                    f"{ui.fmt_int(a.biases_total)} biases. Buffers such as BatchNorm statistics are not "
-                    f"parameters ({ui.fmt_int(a.buffers)} values).")
+cols[0].metric("Parameters" if biases else "Parameters (weights only)",
+               ui.fmt_int(a.params if biases else a.params - a.biases_total),
+               help=f"Each tensor once (shared tensors once): {ui.fmt_int(a.params - a.biases_total)} weights + "
+                    f"{ui.fmt_int(a.biases_total)} biases"
+                    f"{'' if biases else ' (not counted: “Count biases” is off)'}. Buffers such as BatchNorm "
+                    f"statistics are not parameters ({ui.fmt_int(a.buffers)} values).")
 cols[1].metric("Trainable parameters", ui.fmt_int(a.trainable_params),
                help=f"Frozen: {ui.fmt_int(a.frozen_params)}.")
 cols[2].metric("MACs per image", ui.fmt_count(a.macs), help=f"{ui.fmt_int(a.macs)} multiply-accumulates.")
@@ -124,8 +128,9 @@ with st.container(horizontal=True, vertical_alignment="center"):
 ui.layer_table(a, biases=biases, extras=extras, key="layers.table")
 
 st.subheader("Where it goes", anchor=False)
-st.caption("Per layer (bars) and cumulatively (line). For VGG16: memory is spent early, on the big maps; "
-           "parameters sit in the fully connected layers.")
+st.caption("Per layer (bars) and cumulatively (line)."
+           + (" For VGG: memory is spent early, on the big maps; parameters sit in the fully connected layers."
+              if not composition and mi.family == "VGG" else ""))
 for tab, metric in zip(st.tabs(["Parameters", "Activation memory", "MACs"]), ("parameters", "activation memory", "MACs")):
     with tab:
         st.plotly_chart(cost_figure(a, metric), width="stretch", key=f"layers.cost.{metric}")
@@ -135,3 +140,7 @@ depth = st.radio("Group rows by", [1, 2, 3], horizontal=True, key="layers.depth"
                  format_func=lambda d: ["top-level block", "two path levels", "three path levels"][d - 1],
                  help="Sum the layer rows over the first parts of their module path (layer1, layer1.0, …).")
 ui.stage_table(a, depth=depth, biases=biases, key="layers.stages")
+
+st.subheader("Diagram", anchor=False)
+composed_dot = (lambda expand, opened: ui.cached_diagram(spec, dtype, expand, opened)) if composition else None
+ui.architecture_diagram(a, key="layers.diagram", stem=stem, dot=composed_dot)

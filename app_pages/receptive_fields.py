@@ -45,7 +45,7 @@ if not models:
 analyses = {}
 for name in models:
     try:
-        analyses[name] = ui.cached_analysis(name, int(catalog.info(name).input_size[0]), side, side)
+        analyses[name] = ui.cached_analysis(name, int(catalog.info(name).input_shapes[0][0]), side, side)
     except AnalysisError as e:
         st.error(f"**{esc(name)}**: {esc(e)}", icon=":material/error:")
 if not analyses:
@@ -57,6 +57,12 @@ too_big = [f"- **{esc(name)}**: {esc(msg)}"
 if too_big:
     st.warning("**The input size should not exceed the receptive field** (lecture rule).\n" + "\n".join(too_big),
                icon=":material/warning:")
+
+# Where a field is not exact (unpooling, unions of different grids) the analysis says so: said here too.
+for name, a_ in analyses.items():
+    for note in a_.notes:
+        if note.startswith("Receptive field") and ("upper bound" in note or "approximate" in note):
+            st.info(f"**{esc(name)}**: {esc(note)}", icon=":material/info:")
 
 # The composition joins the curves (the stage table and the photo are per catalog model).
 curves = dict(analyses)
@@ -130,7 +136,8 @@ with c_img:
                              format_func=lambda n: f"{n} — {vis.SAMPLE_IMAGES[n]}")
         image = samples[photo]
     else:
-        upload = st.file_uploader("PNG or JPEG photo", type=["png", "jpg", "jpeg"], key="rf.upload")
+        upload = st.file_uploader("PNG or JPEG photo", type=["png", "jpg", "jpeg"], key="rf.upload",
+                                  max_upload_size=ui.upload_mb("image"))
         if upload is None:
             image, waiting = samples["chelsea"], True
         else:
@@ -199,7 +206,8 @@ def _centre(f: go.Figure) -> None:
                                marker=dict(symbol="cross-thin", size=16, line=dict(width=3, color="#00e5ff"))))
 
 
-rf_local = ui.fmt_pair(a.local_receptive_field(layer))
+# The chosen unit's own field: after upsampling neighbouring units see different sizes.
+rf_local = ui.fmt_pair(vis.unit_size(a, layer, (i, j)))
 c_theory, c_effective = st.columns(2, gap="medium")
 with c_theory:
     fig_t = _picture(f"Theoretical field: {'global' if is_global else rf_local + ' px'}")
@@ -215,6 +223,9 @@ with c_theory:
     if is_global:
         where += f" (global; the dashed box is the convolutional path, {rf_local} px)"
     st.caption(where[0].upper() + where[1:] + ".")
+    differ = vis.field_sentence(a, layer)
+    if differ:
+        st.info(esc(differ), icon=":material/grid_on:")
 
 with c_effective:
     try:

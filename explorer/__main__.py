@@ -3,6 +3,7 @@
     python -m explorer list
     python -m explorer summary resnet50 --input 224 --format table|csv|markdown|json
     python -m explorer rf resnet18 resnet34 resnet50 resnet101 [--input 224]
+    python -m explorer compare mobilenet_v2 efficientnet_b0 resnet18 [--input 224]
     python -m explorer kinds
 
 A person's mistake (unknown model, impossible input) prints one sentence and exits with status 2.
@@ -15,7 +16,7 @@ import sys
 from . import catalog
 from .analysis import GLOBAL, AnalysisError, analyze
 from .dtypes import ALL_DTYPES as DTYPES
-from .fields import fmt_rf
+from .fields import fmt_pair, fmt_rf
 
 
 
@@ -48,10 +49,11 @@ def _fmt_rf(v) -> str:
 
 
 def cmd_list(args) -> str:
-    rows = [f"{'name':22s} {'family':16s} {'year':>4s} {'input':>11s} {'params':>13s} {'GMACs':>9s} {'acc@1':>6s}"]
+    rows = [f"{'name':28s} {'family':16s} {'year':>4s} {'input':>11s} {'params':>13s} {'GMACs':>9s} {'acc@1':>6s}"]
     for n in catalog.names():
         i = catalog.info(n)
-        rows.append(f"{n:22s} {i.family:16s} {i.year:4d} {'×'.join(map(str, i.input_size)):>11s} "
+        shape = " and ".join("×".join(map(str, s)) for s in i.input_shapes)  # RAFT: two frames
+        rows.append(f"{n:28s} {i.family:16s} {i.year:4d} {shape:>11s} "
                     f"{(f'{i.num_params:,}' if i.num_params else '—'):>13s} "
                     f"{(f'{i.gmacs:.3f}' if i.gmacs else '—'):>9s} {(f'{i.acc1:.1f}' if i.acc1 else '—'):>6s}")
     return "\n".join(rows)
@@ -96,13 +98,32 @@ def cmd_rf(args) -> str:
         # Stages that change no field (BatchNorm, ReLU, the fc after global pooling) only repeat the row above.
         if args.all or not rows or any(c not in ("—", p) for c, p in zip(row[1:], rows[-1][1:])):
             rows.append(row)
-    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
-    fmt = lambda r: "| " + " | ".join(str(c).rjust(w) if i else str(c).ljust(w)
-                                      for i, (c, w) in enumerate(zip(r, widths))) + " |"
-    out = [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(r) for r in rows]
+    out = _table(head, rows)
     out.append("")
     out.append("Theoretical receptive field in input pixels at the output of each stage"
                " (\"global\": pooling, attention or a gate reaches every pixel).")
+    return "\n".join(out)
+
+
+def _table(head: list, rows: list) -> list:
+    """A Markdown table as lines, the first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+    fmt = lambda r: "| " + " | ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                                      for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    return [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(r) for r in rows]
+
+
+def cmd_compare(args) -> str:
+    from .compare import align
+
+    analyses = {n: analyze(n, parse_input(args.input, n), training_memory=False) for n in args.models}
+    strides, per = align(analyses)
+    cell = lambda e: "—" if e is None else f"{e.stage} ({e.channels} ch, RF {fmt_rf(e.rf, e.is_global, sep=False)})"
+    rows = [[fmt_pair(s, sep=False)] + [cell(per[n].get(s)) for n in analyses] for s in strides]
+    out = _table(["stride"] + list(analyses), rows)
+    out.append("")
+    out.append("Stages aligned by the stride of the map they produce (not by name): each model's stage that "
+               "produces that stride last, its channels and receptive field; — : no map at that stride.")
     return "\n".join(out)
 
 
@@ -125,10 +146,14 @@ def main(argv=None) -> int:
     r.add_argument("models", nargs="+")
     r.add_argument("--input", help="input size for every model (default: each model's own)")
     r.add_argument("--all", action="store_true", help="also list stages that leave the field unchanged")
+    c = sub.add_parser("compare", help="stages side by side, aligned by stride")
+    c.add_argument("models", nargs="+")
+    c.add_argument("--input", help="input size for every model (default: each model's own)")
     sub.add_parser("kinds", help="the block, neck and head kinds a composition can use (Markdown)")
     args = p.parse_args(argv)
     try:
-        out = {"list": cmd_list, "summary": cmd_summary, "rf": cmd_rf, "kinds": cmd_kinds}[args.command](args)
+        out = {"list": cmd_list, "summary": cmd_summary, "rf": cmd_rf, "compare": cmd_compare,
+               "kinds": cmd_kinds}[args.command](args)
     except (catalog.UnknownModelError, AnalysisError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

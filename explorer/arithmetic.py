@@ -1,7 +1,8 @@
 """The lecture slides' CNN arithmetic as small pure functions.
 
 Sizes, parameter counts and multiply–accumulate counts (MACs, "multiplications" on the slides) are
-returned as ``int``; ratios, averages and probabilities as ``float``. No torch needed.
+returned as ``int``; ratios, averages and probabilities as ``float``. No torch needed (except to run
+torchvision's own ``roi_pool`` beside the lecture's RoI pooling).
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from typing import Sequence
 
 __all__ = [
     "BottleneckCost",
+    "ROI_EXAMPLE_BOX",
+    "ROI_EXAMPLE_MAP",
+    "ROI_EXAMPLE_OUTPUT",
+    "RoiBin",
     "SeparableCost",
     "avg_pool",
     "bottleneck_comparison",
@@ -20,8 +25,11 @@ __all__ = [
     "conv_params",
     "fc_params",
     "max_pool",
+    "roi_axis_bins",
+    "roi_pool",
     "separable_comparison",
     "softmax",
+    "torchvision_roi_pool",
 ]
 
 
@@ -211,3 +219,107 @@ def softmax(logits: Sequence[float]) -> list[float]:
     exps = [math.exp(z - top) for z in logits]
     total = sum(exps)
     return [e / total for e in exps]
+
+
+# -- RoI pooling ------------------------------------------------------------------------------------------------
+# The lecture's worked example (the deepsense.ai illustration): one 8×8 feature map, one region and a 2×2 output.
+ROI_EXAMPLE_MAP = [
+    [0.88, 0.44, 0.14, 0.16, 0.37, 0.77, 0.96, 0.27],
+    [0.19, 0.45, 0.57, 0.16, 0.63, 0.29, 0.71, 0.70],
+    [0.66, 0.26, 0.82, 0.64, 0.54, 0.73, 0.59, 0.26],
+    [0.85, 0.34, 0.76, 0.84, 0.29, 0.75, 0.62, 0.25],
+    [0.32, 0.74, 0.21, 0.39, 0.34, 0.03, 0.33, 0.48],
+    [0.20, 0.14, 0.16, 0.13, 0.73, 0.65, 0.96, 0.32],
+    [0.19, 0.69, 0.09, 0.86, 0.88, 0.07, 0.01, 0.48],
+    [0.83, 0.24, 0.97, 0.04, 0.24, 0.35, 0.50, 0.91],
+]
+# (x1, y1, x2, y2), inclusive feature-map cells: columns 0–6 and rows 3–7, a region 7 wide and 5 tall.
+ROI_EXAMPLE_BOX = (0, 3, 6, 7)
+ROI_EXAMPLE_OUTPUT = (2, 2)  # (rows, columns) of the pooled output
+ROI_METHODS = ("lecture", "torchvision")
+
+
+@dataclass(frozen=True)
+class RoiBin:
+    """One output cell of RoI pooling: the feature-map rows and columns it reads, and their maximum."""
+
+    rows: range
+    cols: range
+    value: float  # 0 for an empty bin (torchvision's convention)
+
+    @property
+    def cells(self) -> list[tuple[int, int]]:
+        return [(r, c) for r in self.rows for c in self.cols]
+
+
+def roi_axis_bins(first: int, last: int, n: int, method: str = "lecture") -> list[range]:
+    """The cells each of ``n`` bins reads along one axis of the region ``first … last`` (inclusive cells).
+
+    ``"lecture"`` splits the region's ``h = last − first + 1`` cells into near-equal parts that tile it: bin ``i``
+    starts at ``⌊i·h/n⌋`` (for ``n = 2``: ``⌊h/2⌋`` cells, then the rest). ``"torchvision"`` is
+    ``torchvision.ops.roi_pool``'s rule: bin ``i`` spans ``⌊i·h/n⌋ … ⌈(i+1)·h/n⌉ − 1``, so where ``n`` does not
+    divide ``h`` neighbouring bins share a cell.
+
+    >>> roi_axis_bins(3, 7, 2)
+    [range(3, 5), range(5, 8)]
+    >>> roi_axis_bins(3, 7, 2, "torchvision")
+    [range(3, 6), range(5, 8)]
+    """
+    if method not in ROI_METHODS:
+        raise ValueError(f"Unknown RoI pooling method '{method}'; choose one of {', '.join(ROI_METHODS)}.")
+    h = last - first + 1
+    if n < 1:
+        raise ValueError(f"The output needs at least 1 cell along each axis; got {n}.")
+    if method == "lecture":
+        if h < n:
+            raise ValueError(f"A region {h} cell(s) long cannot be split into {n} parts: make the box at least "
+                             f"{n} cells long or the output smaller.")
+        edges = [first + i * h // n for i in range(n + 1)]
+        return [range(a, b) for a, b in zip(edges, edges[1:])]
+    # torchvision/csrc/ops/cpu/roi_pool_kernel.cpp, in exact integers: floor(i·h/n) … ceil((i+1)·h/n).
+    return [range(first + i * h // n, first - (-(i + 1) * h // n)) for i in range(n)]
+
+
+def _check_roi(grid: Sequence[Sequence[float]], box: Sequence[int], output: Sequence[int]) -> tuple[int, int]:
+    rows = len(grid)
+    if rows == 0 or any(len(row) != len(grid[0]) for row in grid):
+        raise ValueError("The feature map must be a non-empty list of rows that all have the same length.")
+    cols = len(grid[0])
+    x1, y1, x2, y2 = box
+    if not (0 <= x1 <= x2 < cols and 0 <= y1 <= y2 < rows):
+        raise ValueError(f"The box ({x1}, {y1}, {x2}, {y2}) must lie on the {rows}×{cols} map with x1 ≤ x2 and "
+                         f"y1 ≤ y2: x from 0 to {cols - 1}, y from 0 to {rows - 1}.")
+    if len(output) != 2 or min(output) < 1:
+        raise ValueError(f"The output size must be two whole numbers ≥ 1 (rows, columns); got {tuple(output)}.")
+    return rows, cols
+
+
+def roi_pool(grid: Sequence[Sequence[float]], box: Sequence[int] = ROI_EXAMPLE_BOX,
+             output: Sequence[int] = ROI_EXAMPLE_OUTPUT, method: str = "lecture") -> list[list[RoiBin]]:
+    """RoI max pooling of one region of one feature map: ``output`` = (rows, columns) bins, each the maximum of
+    the cells it reads (`roi_axis_bins` says which, per ``method``). ``box`` = (x1, y1, x2, y2), inclusive
+    feature-map cells (spatial scale 1).
+
+    >>> [[b.value for b in row] for row in roi_pool(ROI_EXAMPLE_MAP)]
+    [[0.85, 0.84], [0.97, 0.96]]
+    >>> [[b.value for b in row] for row in roi_pool(ROI_EXAMPLE_MAP, method="torchvision")]
+    [[0.85, 0.96], [0.97, 0.96]]
+    """
+    _check_roi(grid, box, output)
+    x1, y1, x2, y2 = box
+    row_bins = roi_axis_bins(y1, y2, output[0], method)
+    col_bins = roi_axis_bins(x1, x2, output[1], method)
+    return [[RoiBin(r, c, max((grid[i][j] for i in r for j in c), default=0)) for c in col_bins] for r in row_bins]
+
+
+def torchvision_roi_pool(grid: Sequence[Sequence[float]], box: Sequence[int] = ROI_EXAMPLE_BOX,
+                         output: Sequence[int] = ROI_EXAMPLE_OUTPUT) -> list[list[float]]:
+    """``torchvision.ops.roi_pool`` itself on ``grid`` (one channel, float64) and ``box`` at spatial scale 1: the
+    reference `roi_pool(..., method="torchvision")` reproduces."""
+    import torch  # only here: the rest of this module needs no torch
+    from torchvision.ops import roi_pool as tv_roi_pool
+
+    _check_roi(grid, box, output)
+    fmap = torch.tensor(grid, dtype=torch.float64)[None, None]
+    boxes = torch.tensor([[0, *box]], dtype=torch.float64)  # (batch index, x1, y1, x2, y2)
+    return tv_roi_pool(fmap, boxes, output_size=tuple(output), spatial_scale=1.0)[0, 0].tolist()

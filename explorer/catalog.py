@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import threading
 from functools import lru_cache
 from typing import Callable
 
@@ -82,6 +83,9 @@ _FAMILIES: dict[str, Family] = {
                       "Swin with scaled cosine attention and log-spaced position bias for large models."),
     "maxvit": Family("MaxViT", 2022, "MaxViT: Multi-Axis Vision Transformer",
                      "MBConv plus block and grid attention: local and global mixing in every stage."),
+    "raft": Family("RAFT", 2020, "RAFT: Recurrent All-Pairs Field Transforms for Optical Flow",
+                   "Optical flow between two frames: a correlation volume of all pixel pairs, read by a "
+                   "recurrent (GRU) update that refines the flow field step by step."),
 }
 
 
@@ -92,9 +96,9 @@ class ModelInfo:
     year: int
     paper: str
     description: str
-    input_size: tuple[int, int, int]  # (C, H, W) the model is built for (the weights' crop size)
+    input_size: tuple  # (C, H, W) the model is built for (the weights' crop size); one per input if several
     num_classes: int
-    source: str  # "torchvision" or "classic"
+    source: str  # "torchvision", "classic", "segmentation", "quantized" (int8) or "optical_flow"
     acc1: float | None = None  # ImageNet-1K top-1 of the default weights
     acc5: float | None = None
     num_params: int | None = None  # as published with the weights
@@ -102,6 +106,11 @@ class ModelInfo:
     weights: str | None = None  # default weights enum, e.g. "ResNet50_Weights.IMAGENET1K_V2"
     build_kwargs: tuple = ()  # defaults passed to the builder, as (key, value) pairs
     note: str = ""
+
+    @property
+    def input_shapes(self) -> tuple:
+        """One (C, H, W) per model input: RAFT takes two frames, every other model one image."""
+        return self.input_size if isinstance(self.input_size[0], tuple) else (self.input_size,)
 
     @property
     def gflops(self) -> float | None:
@@ -137,6 +146,53 @@ def _torchvision_info(name: str) -> ModelInfo:
     )
 
 
+_QUANTIZED_NOTE = ("int8, quantized after training (torch.ao.quantization: BatchNorm folded into the "
+                   "convolutions, weights packed as int8); inference only, on the CPU. torchvision's published "
+                   "num_params is the float model's count: folding drops one value per BatchNorm channel, so "
+                   "the int8 model holds slightly fewer.")
+
+
+def _quantized_info(name: str) -> ModelInfo:
+    """torchvision's int8 models (`torchvision.models.quantization`), built with ``quantize=True``: the float
+    quantizable model fused, calibrated and converted on the CPU, as the builder does before loading weights."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    meta = weights.meta
+    crop = weights.transforms.keywords.get("crop_size", 224)
+    float_name = name.removeprefix("quantized_")
+    kwargs: dict = {"quantize": True, "backend": meta["backend"]}
+    note = _QUANTIZED_NOTE
+    if float_name in ("googlenet", "inception_v3"):
+        kwargs.update(aux_logits=False, init_weights=True)  # as the int8 weights are used
+    if float_name == "inception_v3":
+        note += " Its published num_params also includes the auxiliary classifier, which is not built."
+    fam = _family_for(float_name)
+    metrics = meta["_metrics"]["ImageNet-1K"]
+    return ModelInfo(
+        name=name, family=fam.name, year=fam.year, paper=fam.paper, description=fam.introduced,
+        input_size=(3, crop, crop), num_classes=len(meta["categories"]), source="quantized",
+        acc1=metrics["acc@1"], acc5=metrics["acc@5"], num_params=meta["num_params"], gmacs=meta["_ops"],
+        weights=str(weights), build_kwargs=tuple(kwargs.items()), note=note,
+    )
+
+
+# The frame size torchvision's published `_ops` for RAFT is measured at (checked: analyze gives it exactly).
+_FLOW_FRAME = (3, 512, 512)
+
+
+def _flow_info(name: str) -> ModelInfo:
+    """torchvision's optical-flow models: two frames in, a flow field out (RAFT)."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    meta = weights.meta
+    fam = _family_for(name)
+    return ModelInfo(
+        name=name, family=fam.name, year=fam.year, paper=fam.paper, description=fam.introduced,
+        input_size=(_FLOW_FRAME, _FLOW_FRAME), num_classes=0, source="optical_flow",
+        num_params=meta["num_params"], gmacs=meta["_ops"], weights=str(weights),
+        note=("Takes two frames (image1, image2) and returns the flow after each of its 12 refinement steps; "
+              f"frames at least {meta['min_size'][0]}×{meta['min_size'][1]}, sides divisible by 8."),
+    )
+
+
 def _own_info(name: str, entry: dict, source: str) -> ModelInfo:
     return ModelInfo(
         name=name, family=entry["family"], year=entry["year"], paper=entry["paper"],
@@ -153,15 +209,38 @@ def _registry() -> dict[str, tuple[ModelInfo, Callable[..., nn.Module]]]:
     reg = {}
     for name in torchvision.models.list_models(module=torchvision.models):
         reg[name] = (_torchvision_info(name), torchvision.models.get_model_builder(name))
+    for name in torchvision.models.list_models(module=torchvision.models.quantization):
+        reg[name] = (_quantized_info(name), _quantized_builder(name))
+    for name in torchvision.models.list_models(module=torchvision.models.optical_flow):
+        reg[name] = (_flow_info(name), torchvision.models.get_model_builder(name))
     for source, models in (("classic", CLASSIC_MODELS), ("segmentation", SEGMENTATION_MODELS)):
         for name, entry in models.items():
             reg[name] = (_own_info(name, entry, source), entry["builder"])
     return reg
 
 
+_engine_lock = threading.Lock()
+
+
+def _quantized_builder(name: str) -> Callable[..., nn.Module]:
+    builder = torchvision.models.get_model_builder(name)
+
+    def build_int8(**kwargs) -> nn.Module:
+        # The builder calibrates on torch.rand and sets the process-wide quantized engine: keep both to itself.
+        with _engine_lock, torch.random.fork_rng(devices=[]):
+            engine = torch.backends.quantized.engine
+            try:
+                return builder(**kwargs).eval()
+            finally:
+                torch.backends.quantized.engine = engine
+
+    return build_int8
+
+
 def names(source: str | None = None) -> list[str]:
-    """Every registered architecture name (optionally only "torchvision", "classic" or "segmentation": the
-    homework's complete encoder–decoders), sorted."""
+    """Every registered architecture name (optionally only "torchvision": the classification models, "classic",
+    "segmentation": the homework's complete encoder–decoders, "quantized": torchvision's int8 models, or
+    "optical_flow"), sorted."""
     return sorted(n for n, (i, _) in _registry().items() if source in (None, i.source))
 
 
@@ -193,7 +272,10 @@ def build_meta(name: str, **kwargs) -> nn.Module:
 
     Tries the fast path (all factories on meta) first; builders that need real tensors while they are being
     constructed (RegNet computes its widths with ``.tolist()``) fall back to moving only parameters and buffers.
+    An int8 quantized model comes back real: its packed weights are C++ objects with no meta form.
     """
+    if info(name).source == "quantized":
+        return build(name, **kwargs)
     try:
         with meta_init(), torch.device("meta"):
             return build(name, **kwargs)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import catalog, components
-from .spec import ArchitectureSpec, SpecError, check_budget, default_level_count
+from .spec import ArchitectureSpec, SpecError, check_budget, default_level_count, last_of_each_scale
 
 __all__ = ["build", "build_meta", "backbone_stages", "default_out_stages", "ComposedModel", "StageInfo", "STAGE_PREFIX",
            "stage_path"]
@@ -45,6 +45,11 @@ class StageInfo:
     channels: int
     stride: int  # input pixels per output unit (input height / output height, rounded)
     size: tuple  # (h, w) at the spec's input size
+
+    @property
+    def label(self) -> str:
+        """How a stage option reads: "features.6 · 28×28 · stride 8"."""
+        return f"{self.name} · {'×'.join(map(str, self.size))} · stride {self.stride}"
 
 
 # -- backbone stages ---------------------------------------------------------------------------------------------
@@ -102,8 +107,9 @@ def _custom_module(spec: ArchitectureSpec) -> nn.Module:
     from .blocks import CustomBackbone
 
     stages = [dataclasses.asdict(s) for s in spec.backbone.stages]
+    stem = None if spec.backbone.stem is None else dataclasses.asdict(spec.backbone.stem)
     try:
-        return CustomBackbone(stages=stages, in_channels=spec.input.channels)
+        return CustomBackbone(stages=stages, in_channels=spec.input.channels, stem=stem)
     except ValueError as e:
         raise SpecError(str(e)) from None
 
@@ -133,9 +139,9 @@ def backbone_stages(spec: ArchitectureSpec) -> list:
 
 def default_out_stages(spec: ArchitectureSpec) -> list:
     """Classification, regression, similarity and FCN read the last stage; detection necks and U-Net the
-    last three (four for U-Net)."""
-    names = [s.name for s in backbone_stages(spec)]
-    return names[-default_level_count(spec):]
+    last three (four for U-Net): the last stage of each distinct stride, so a multi-scale neck gets distinct
+    scales (mobilenet_v2's last three stages are all 7×7 at stride 32; features.6, .13 and .18 are 8, 16, 32)."""
+    return last_of_each_scale([(s.name, tuple(s.size)) for s in backbone_stages(spec)], default_level_count(spec))
 
 
 def resolve(spec: ArchitectureSpec) -> tuple:
@@ -168,6 +174,41 @@ def _is_any_stage(spec, name) -> bool:
     if spec.backbone.is_custom:
         return False
     return name in _catalog_analysis(spec.backbone.name, spec.input.shape).modules
+
+
+def freezable_stages(spec: ArchitectureSpec) -> list:
+    """Every module of the backbone (as cut after its last output stage) that holds parameters, in order: the
+    body's top-level modules (resnet18: conv1, bn1, layer1–4; a custom stack: its rows), and inside a top-level
+    module that holds offered stages (VGG's or MobileNet's ``features``) its children, so freezing them all
+    freezes the whole backbone."""
+    outs, infos = resolve(spec)
+    bb = spec.to_dict()["backbone"]
+    # Keyed by what the backbone's modules depend on: a change of the head or neck does not trace it again.
+    key = (spec.input.shape, bb["name"], repr(bb.get("stem")), repr(bb.get("stages")), tuple(outs))
+    if key not in _FREEZABLE:
+        if len(_FREEZABLE) >= 256:
+            _FREEZABLE.clear()
+        _FREEZABLE[key] = _freezable(spec, outs, infos)
+    return list(_FREEZABLE[key])
+
+
+_FREEZABLE: dict = {}
+
+
+def _freezable(spec: ArchitectureSpec, outs: list, infos: list) -> tuple:
+    offered = [s.name for s in backbone_stages(spec)]
+    with _meta_build():
+        body = _backbone(spec, outs, infos).body
+
+    def units(module: nn.Module, prefix: str):
+        for name, child in module.named_children():
+            path = prefix + name
+            if any(o.startswith(path + ".") for o in offered):
+                yield from units(child, path + ".")
+            elif any(True for _ in child.parameters()):
+                yield path
+
+    return tuple(units(body, ""))
 
 
 # -- the parts ---------------------------------------------------------------------------------------------------
@@ -226,8 +267,11 @@ def _backbone(spec: ArchitectureSpec, outs: list, infos: list) -> nn.Module:
         return BackboneStages(_custom_module(spec), outs, channels)
     from .tracing import create_feature_extractor
 
-    body = create_feature_extractor(catalog.build(spec.backbone.name), return_nodes={s: s for s in outs})
-    return BackboneStages(body, outs, channels)
+    model = catalog.build(spec.backbone.name)
+    body = BackboneStages(create_feature_extractor(model, return_nodes={s: s for s in outs}), outs, channels)
+    # The traced body rebuilds the blocks above its layers as plain nn.Module: their classes, for the diagram.
+    body.source_kinds = {f"body.{p}": type(m).__name__ for p, m in model.named_modules() if p}
+    return body
 
 
 def _freeze(backbone: nn.Module, stages: list) -> None:

@@ -163,7 +163,11 @@ class Network:
         model = self.builder()
         report = self.load_weights(model)
         notes = tuple(report.notes) if report is not None else ()
-        return BuiltNetwork(self, model.eval().requires_grad_(False), notes)
+        network = self
+        if report is not None and getattr(report, "random_parts", None):
+            # A file for the backbone alone: the head keeps its random weights, so the network is not all trained.
+            network = dataclasses.replace(self, fully_trained=False)
+        return BuiltNetwork(network, model.eval().requires_grad_(False), notes)
 
     # -- other weights -----------------------------------------------------------------------------------------
     def with_pretrained(self) -> "Network":

@@ -13,9 +13,12 @@ JSON shape::
      "neck": {"kind": <a neck kind>, <its settings>},
      "head": {"kind": <a head kind for the task>, <its settings>}}
 
-A custom backbone is ``{"name": "custom", "stages": [{"block": <a block kind>, "repeats": 2, "width": 64,
-"stride": 2}, ...]}``. The kinds and their settings are the component registry's (``python -m explorer kinds``;
-README). Settings not given take their declared defaults; ``from_json(s).to_json()`` is canonical.
+A custom backbone is ``{"name": "custom", "stem": {"width": 32, "stride": 2}, "stages": [{"block": <a block kind>,
+"repeats": 2, "width": 64, "stride": 2}, ...]}``; ``"stem": null`` is a stack without a stem (the first stage reads
+the input). A custom spec saved before the stem was its own field (no ``"stem"`` key) gets the stem it was built
+with then: half the first stage's width (32 when that is 0), stride 2. The kinds and their settings are the
+component registry's (``python -m explorer kinds``; README). Settings not given take their declared defaults;
+``from_json(s).to_json()`` is canonical.
 """
 from __future__ import annotations
 
@@ -95,12 +98,20 @@ class StageSpec:
 
 
 @dataclasses.dataclass
+class StemSpec:
+    """A custom backbone's stem: one 3×3 ConvBNReLU (explorer.blocks.CustomBackbone)."""
+    width: int = 32
+    stride: int = 2
+
+
+@dataclasses.dataclass
 class BackboneSpec:
     name: str = "resnet18"
     pretrained: bool = False
     frozen_stages: list = dataclasses.field(default_factory=list)
     out_stages: Optional[list] = None  # None: the task's default (see compose.default_out_stages)
     stages: Optional[list] = None  # custom backbones only: list of StageSpec
+    stem: Optional[StemSpec] = None  # custom backbones only: None is no stem
 
     @property
     def is_custom(self) -> bool:
@@ -150,7 +161,7 @@ class ArchitectureSpec:
         )
 
         bb = data.get("backbone", {})
-        _check_keys("backbone", bb, ("name", "pretrained", "frozen_stages", "out_stages", "stages"))
+        _check_keys("backbone", bb, ("name", "pretrained", "frozen_stages", "out_stages", "stages", "stem"))
         name = bb.get("name", "resnet18")
         if not isinstance(name, str) or not name.isprintable() or len(name) > 100:
             _err(f"'backbone.name' must be a catalog name or \"custom\"; got {_show(name)}.")
@@ -165,12 +176,14 @@ class ArchitectureSpec:
                  "default.")
         if name == "custom":
             b.stages = _parse_stages(bb.get("stages"))
+            b.stem = _parse_stem(bb["stem"] if "stem" in bb else _stem_before_rows(b.stages))
             if b.pretrained:
                 _err("A custom backbone has no pretrained weights; set 'backbone.pretrained' to false.")
         else:
-            if "stages" in bb:
-                _err("'backbone.stages' is only for a custom backbone; set 'backbone.name' to \"custom\" "
-                     "or remove the stages.")
+            if "stages" in bb or "stem" in bb:
+                key = "stages" if "stages" in bb else "stem"
+                _err(f"'backbone.{key}' is only for a custom backbone; set 'backbone.name' to \"custom\" "
+                     f"or remove the {key}.")
             from . import catalog
 
             try:
@@ -180,6 +193,12 @@ class ArchitectureSpec:
             if whole.source == "segmentation":  # its forward resizes to the input: it cannot be cut at a stage
                 _err(f"'backbone.name': {name} is a whole encoder–decoder (it outputs a class per pixel), not a "
                      "backbone; open it on Layers, or choose a classification CNN or a custom stack.")
+            if whole.source == "quantized":  # packed int8 weights: no meta form, no training, no cutting
+                _err(f"'backbone.name': {name} is an int8 model for inference only; open it on Layers, or use "
+                     f"its float version {name.removeprefix('quantized_')} as a backbone.")
+            if whole.source == "optical_flow":
+                _err(f"'backbone.name': {name} takes two frames and outputs optical flow, not a backbone; open it "
+                     "on Layers, or choose a classification CNN or a custom stack.")
 
         nk = data.get("neck", {})
         if not isinstance(nk, dict):
@@ -224,6 +243,7 @@ class ArchitectureSpec:
         if self.backbone.out_stages is not None:
             bb["out_stages"] = list(self.backbone.out_stages)
         if self.backbone.is_custom:
+            bb["stem"] = None if self.backbone.stem is None else dataclasses.asdict(self.backbone.stem)
             bb["stages"] = [dataclasses.asdict(s) for s in self.backbone.stages]
         return {
             "task": self.task,
@@ -294,6 +314,21 @@ def _parse_settings(part: str, kind: "components.Component", given: dict) -> dic
     return settings
 
 
+def _stem_before_rows(stages: list) -> dict:
+    # The migration of a spec saved before the stem was a field: the stem CustomBackbone then always added.
+    from .blocks import default_stem
+
+    return default_stem(stages[0].width)
+
+
+def _parse_stem(stem) -> Optional[StemSpec]:
+    if stem is None:
+        return None
+    _check_keys("backbone.stem", stem, ("width", "stride"))
+    return StemSpec(width=_int("backbone.stem.width", stem.get("width", 32), 1, MAX_WIDTH),
+                    stride=_choice("backbone.stem.stride", stem.get("stride", 2), (1, 2)))
+
+
 def _parse_stages(stages) -> list:
     if not isinstance(stages, list) or not stages:
         _err("A custom backbone needs 'backbone.stages': a list like "
@@ -304,6 +339,9 @@ def _parse_stages(stages) -> list:
     for n, st in enumerate(stages, 1):
         where = f"backbone.stages[{n}]"
         _check_keys(where, st, ("block", "repeats", "width", "stride"))
+        if st.get("block") == "stem":  # Compose's editor shows 'backbone.stem' as a first row of that name
+            _err(f"Stage {n} is a stem row: the stem is one 3×3 conv layer and only ever the first row, with "
+                 "repeats 1; move it to the top with repeats 1, or choose a block kind for it.")
         out.append(StageSpec(
             block=_choice(f"{where}.block", st.get("block", components.default("block")),
                           components.names("block")),
@@ -332,11 +370,14 @@ def _half(n: int) -> int:
 def _custom_levels(spec: "ArchitectureSpec") -> tuple:
     """(stage name -> (channels, h, w), blocks, parameters, activations) of a custom backbone."""
     c, h, w = spec.input.shape
-    stages = spec.backbone.stages
-    width = stages[0].width // 2 or 32  # the stem of explorer.blocks.CustomBackbone
-    h, w = _half(h), _half(w)
-    params, acts = 9 * c * width, width * h * w
-    levels = {"stem": (width, h, w)}
+    stages, stem = spec.backbone.stages, spec.backbone.stem
+    width, params, acts, levels = c, 0, 0, {}
+    if stem is not None:  # explorer.blocks.CustomBackbone's stem
+        width = stem.width
+        if stem.stride == 2:
+            h, w = _half(h), _half(w)
+        params, acts = 9 * c * width, width * h * w
+        levels["stem"] = (width, h, w)
     blocks = 0
     for n, st in enumerate(stages, 1):
         block = components.get("block", st.block)  # BatchNorm and biases left out (a few per channel)
@@ -360,6 +401,17 @@ def default_level_count(spec: "ArchitectureSpec") -> int:
                components.get("head", spec.head.kind).levels_by_default(spec))
 
 
+def last_of_each_scale(stages: list, count: int) -> list:
+    """The default output stages from [(name, (h, w))] in order: the last stage at each resolution, the last
+    ``count`` of those, so a multi-scale neck gets distinct scales (with fewer scales than levels: the last
+    ``count`` stages)."""
+    last = {size: name for name, size in stages}
+    names = [name for name, size in stages if last[size] == name]
+    if len(names) < count:
+        names = [name for name, _ in stages]
+    return names[-count:]
+
+
 def estimate(spec: "ArchitectureSpec", levels: Optional[list] = None, backbone: Optional[tuple] = None) -> Estimate:
     """A cheap estimate of the whole composition, no module built.
 
@@ -372,7 +424,7 @@ def estimate(spec: "ArchitectureSpec", levels: Optional[list] = None, backbone: 
         named, blocks, b_params, b_acts = _custom_levels(spec)
         outs = spec.backbone.out_stages
         if not outs or not all(o in named for o in outs):
-            outs = list(named)[-default_level_count(spec):]
+            outs = last_of_each_scale([(n, tuple(lv[1:])) for n, lv in named.items()], default_level_count(spec))
         order = list(named)
         levels = [named[o] for o in sorted(outs, key=order.index)]
     elif backbone is not None:

@@ -82,9 +82,15 @@ class WeightsReport:
     tensors: int
     values: int
     notes: list[str] = dataclasses.field(default_factory=list)
+    part: str | None = None  # the part of the model the file was loaded into ("the resnet18 backbone"), if not all
+    random_parts: list[str] = dataclasses.field(default_factory=list)  # what then keeps its random weights
 
     def summary(self) -> str:
-        return f"Loaded {self.tensors:,} tensors ({self.values:,} values) from {self.source}."
+        if self.part is None:
+            return f"Loaded {self.tensors:,} tensors ({self.values:,} values) from {self.source}."
+        rest = " and ".join(self.random_parts)
+        stays = f"; the {rest} stay{'s' if len(self.random_parts) == 1 else ''} random" if rest else ""
+        return f"Loaded {self.tensors:,} tensors ({self.values:,} values) into {self.part} from {self.source}{stays}."
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -281,18 +287,16 @@ def _counts(rows: list[Mismatch]) -> str:
     return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + " " + noun
 
 
-def _backbone_only(state_dict: dict, model_keys, parts: dict) -> str | None:
-    """The part of the model the file fits under a key prefix ("the resnet18 backbone" when a catalog model's
-    state dict is uploaded into a composition: ``parts`` names such prefixes), or None."""
+def _backbone_only(state_dict: dict, model_keys, parts: dict) -> tuple | None:
+    """(key prefix, what it is) of the part of the model the file fits ("backbone.body.", "the resnet18 backbone"
+    when a catalog model's state dict is uploaded into a composition: ``parts`` names such prefixes), or None."""
     prefixes = {m[: i + 1] for m in model_keys for i, c in enumerate(m) if c == "." and m[i + 1:] in state_dict}
     for prefix in sorted(prefixes, key=len):
         part = {m for m in model_keys if m.startswith(prefix)}
         matched = {prefix + k for k in state_dict if prefix + k in part}
         # The file is that part, or holds all of it plus a little more (a catalog model's classifier).
         if len(matched) == len(state_dict) or (matched == part and 2 * len(matched) > len(state_dict)):
-            if prefix in parts:
-                return parts[prefix]
-            return f"the '{prefix.rstrip('.')}' part"
+            return prefix, parts.get(prefix, f"the '{prefix.rstrip('.')}' part")
     return None
 
 
@@ -307,7 +311,10 @@ def _fit_and_load(model: nn.Module, state_dict: dict, name: str, source: str, fm
     if rows:
         what = network.noun if network is not None else "model"
         parts = dict(network.weight_parts) if network is not None else {}
-        part = None if action else _backbone_only(state_dict, expected.keys(), parts)
+        found = None if action else _backbone_only(state_dict, expected.keys(), parts)
+        if found and found[0] in parts:  # e.g. torchvision's resnet18 state dict into a resnet18 composition
+            return _load_part(model, found, state_dict, name, source, fmt, notes, what)
+        part = found[1] if found else None
         if part:
             raise WeightsError(f"{name} holds weights for {part} alone, not this whole {what} ({_counts(rows)}, "
                                f"table below); upload weights saved from this same {what}, or use pretrained "
@@ -324,6 +331,30 @@ def _fit_and_load(model: nn.Module, state_dict: dict, name: str, source: str, fm
                            "this same model.") from None
     values = sum(t.numel() for t in state_dict.values())
     return WeightsReport(source=source, format=fmt, tensors=len(state_dict), values=values, notes=notes)
+
+
+def _load_part(model: nn.Module, found: tuple, state_dict: dict, name: str, source: str, fmt: str, notes: list,
+               what: str) -> WeightsReport:
+    """A file that is one named part of the model (a catalog model's state dict, classifier or not, for the
+    backbone of a composition): loaded strictly into that part; the rest keeps its random weights, and the report
+    says so. A file that covers the part only in half is refused with its table."""
+    prefix, part = found
+    body = model.get_submodule(prefix.rstrip("."))
+    body_keys = body.state_dict().keys()
+    used = {k: v for k, v in state_dict.items() if k in body_keys}
+    unused = len(state_dict) - len(used)
+    report = _fit_and_load(body, used, name, source, fmt, notes,
+                           action=f"upload the whole state dict of {part} or weights saved from this same {what}")
+    report.part = part
+    random = [p for p, m in model.named_children() if not prefix.startswith(p + ".")
+              and any(True for _ in m.parameters())]
+    report.random_parts = random
+    if unused:
+        report.notes.append(f"{unused:,} tensors of {name} beyond {part} (such as its classifier) not used")
+    if random:
+        report.notes.append(f"the {' and '.join(random)} keep{'s' if len(random) == 1 else ''} random weights "
+                            "(untrained)")
+    return report
 
 
 def load_weights(model: nn.Module, data: bytes, filename: str, *, network=None) -> WeightsReport:

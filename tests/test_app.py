@@ -5,6 +5,7 @@ their column format renders them. Importing torch takes a few seconds, hence the
 """
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,9 @@ def test_default_page_shows_resnet50_in_numbers():
     assert len(at.dataframe) == 2 and len(at.dataframe[0].value) > 100  # layer table, stage table
     assert "global (427)" in shown_cells(at.dataframe[0])  # fc: global, conv path 427 px
     assert "2,049,000" in shown_cells(at.dataframe[0])  # fc params with separators
-    assert [b.label for b in at.get("download_button")] == ["CSV", "Markdown", "JSON"]
+    # the table's three, and the diagram (issue 14: as SVG where Graphviz's dot is installed, else its source)
+    diagram = "Download diagram (SVG)" if shutil.which("dot") else "Download diagram (DOT source)"
+    assert [b.label for b in at.get("download_button")] == ["CSV", "Markdown", "JSON", diagram]
     assert layers_choice(at) == {"model": "resnet50", "input": "224"}  # the address bar names the choice
 
 

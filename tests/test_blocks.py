@@ -306,7 +306,8 @@ def test_attention_on_meta():
 
 
 def test_block_kinds_and_info():
-    assert BLOCK_KINDS == ("conv", "vgg", "residual", "bottleneck", "preact", "separable", "inverted_residual",
+    assert BLOCK_KINDS == ("conv", "vgg", "vgg_plain", "residual", "bottleneck", "preact", "separable",
+                           "inverted_residual",
                            "shuffle", "inception", "dense", "convnext", "se", "cbam")
     assert set(BLOCK_INFO) == set(BLOCK_KINDS)
     for kind, info in BLOCK_INFO.items():
@@ -412,12 +413,12 @@ def test_custom_backbone_mixed_kinds_on_meta():
     stages[0]["stride"] = 2
     with torch.device("meta"):
         model = CustomBackbone(stages, in_channels=1)
-        out = model(torch.empty(1, 1, 2**12, 2**8))  # big enough for every stride-2 stage
+        out = model(torch.empty(1, 1, 2**12, 2**9))  # big enough for every stride-2 stage
     assert all(p.is_meta for p in model.parameters())
-    assert list(out) == model.stage_names == ["stem"] + [f"stage{i}" for i in range(1, 14)]
+    assert list(out) == model.stage_names == ["stem"] + [f"stage{i}" for i in range(1, len(BLOCK_KINDS) + 1)]
     for name, y in out.items():
         s = model.stage_strides[name]
-        assert y.is_meta and y.shape == (1, model.stage_channels[name], 2**12 // s, 2**8 // s), name
+        assert y.is_meta and y.shape == (1, model.stage_channels[name], 2**12 // s, 2**9 // s), name
     assert model.stage_channels["stem"] == 8  # 16 // 2
 
 

@@ -172,13 +172,17 @@ def test_custom_stack_keeps_every_edit(app_url, page):
     expect(page.get_by_test_id("stMain").get_by_test_id("stMetricValue").first).to_have_text("293,048")
     grid = page.get_by_test_id("stDataFrame").first
     grid.scroll_into_view_if_needed()
-    edit_cell(page, grid, 0, 2, 48)  # row 1's width 32 → 48
+    # Row 0 is the stem (16 wide: half the first stage's 32); it no longer follows the first stage's width.
+    edit_cell(page, grid, 1, 2, 48)  # the first stage's width 32 → 48
+    expect(page.get_by_test_id("stMain").get_by_test_id("stMetricValue").first).to_have_text("305,624")
+    edit_cell(page, grid, 0, 2, 24)  # the stem's width 16 → 24: as the hidden stem of a 48-wide stage was
     expect(page.get_by_test_id("stMain").get_by_test_id("stMetricValue").first).to_have_text("309,312")
-    edit_cell(page, grid, 1, 1, 3)  # row 2's repeats 2 → 3: the second edit must stick too
+    edit_cell(page, grid, 2, 1, 3)  # the second stage's repeats 2 → 3: the third edit must stick too
     expect(page.get_by_test_id("stMain").get_by_test_id("stMetricValue").first).to_have_text("383,296")
     stages = url_spec(page).backbone.stages
     assert [(s.block, s.repeats, s.width) for s in stages] == [("conv", 1, 48), ("residual", 3, 64),
                                                              ("separable", 2, 128)]
+    assert (url_spec(page).backbone.stem.width, url_spec(page).backbone.stem.stride) == (24, 2)
     expect(page.get_by_test_id("stSidebar")).to_contain_text("383,296")
     assert_clean(page)
     shot(page, "compose_custom_stack_edited.png")

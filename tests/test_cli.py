@@ -68,7 +68,9 @@ def test_summary_formats():
 def test_list():
     p = run("list")
     assert p.returncode == 0
-    assert len(p.stdout.splitlines()) == 1 + 91
+    assert len(p.stdout.splitlines()) == 1 + 105  # every source: 80 + 8 + 3 + 12 int8 + 2 optical flow
+    assert any(l.startswith("raft_small ") and "3×512×512 and 3×512×512" in l and "990,162" in l
+               for l in p.stdout.splitlines())
     assert any(l.startswith("vgg16 ") and "138,357,544" in l for l in p.stdout.splitlines())
 
 

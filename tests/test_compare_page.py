@@ -17,8 +17,13 @@ def test_compare_current_composition_with_resnet50():
     assert list(costs.columns) == ["resnet18 → classification at 3×224×224 (current)", "resnet50"]
     assert costs.loc["parameters"].tolist() == ["11,689,512", "25,557,032"]
     assert costs.loc["receptive field at the output"].tolist() == ["global (435)", "global (427)"]
-    stages = at.dataframe[1].value
-    assert "params · Δ" in stages.columns
+    # Rows are strides now (issue 14), the costs so far in the table under the stages: Δ is resnet50's minus
+    # the composition's at stride 32, (25,557,032 − 2,049,000 of resnet50's fc) − (11,689,512 − 513,000 of
+    # resnet18's) = 12,331,520 parameters; (4,089,184,256 − 2,048,000) − (1,814,073,344 − 512,000) MACs.
+    assert at.dataframe[1].value.loc["7×7 · stride 32", "resnet50"] == "layer4 · 2,048 ch · RF 427"
+    stages = at.dataframe[2].value
+    assert "Δ" in stages.columns
+    assert stages.loc["7×7 · stride 32", "Δ"] == "+12.33 M · +2.27 G"
     assert len(at.get("plotly_chart")) == 1
 
 

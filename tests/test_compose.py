@@ -135,8 +135,9 @@ def test_stage_names_are_checked():
         build(spec(backbone=dict(name="resnet18", out_stages=["layer9"])))
     with pytest.raises(SpecError, match="A FPN neck needs at least two backbone stages"):
         build(spec(backbone=dict(name="resnet18", out_stages=["layer4"]), neck=dict(kind="fpn")))
-    # Swin's stages are (N, H, W, C) token maps: only its patch-embedding conv is offered as a feature map.
-    assert [x.name for x in backbone_stages(spec(backbone=dict(name="swin_t")))] == ["features.0.0"]
+    # Swin's stages are (N, H, W, C) token maps: only its patch-embedding conv and the final (N, C, H, W) map
+    # after its closing permute are offered (the patch merges' strided slices are followed since issue 14).
+    assert [x.name for x in backbone_stages(spec(backbone=dict(name="swin_t")))] == ["features.0.0", "permute"]
     with pytest.raises(SpecError, match="swin_t has no stage 'features.3'"):
         build(spec(backbone=dict(name="swin_t", out_stages=["features.3"])))
 

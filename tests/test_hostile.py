@@ -141,6 +141,8 @@ HEAD_VALUES = {
                     st.sampled_from([[16384] * 8, [1] * 9, ["a"], "64, 32", [0], [-3]])),
     "dropout": maybe(st.floats(0, 0.9), st.sampled_from([1.0, -0.1, float("nan"), float("inf"), "0.5", True])),
     "pooling": maybe(st.sampled_from(["gap", "gap", "flatten"])),
+    "proposals": maybe(st.integers(1, 50), st.sampled_from([0, 5001, "100", 10.5])),
+    "detections": maybe(st.integers(1, 50), st.sampled_from([0, 1001, "10", -1])),
 }
 
 

@@ -124,12 +124,14 @@ def test_uploaded_weights_are_loaded_strictly_at_build(held_out):
     assert all(torch.equal(v, ready.state_dict()[k]) for k, v in model.state_dict().items())
     x, y = held_out
     assert (predict(model, x, "cpu").top_indices[:, 0] == y).sum() == 357
-    # a catalog model's weights into a composition: the sentence names the part the file fits
+    # a catalog model's weights into a composition (issue 14: loaded, no longer refused): into the backbone, and
+    # the notes say the head stays random
     resnet = Network.composition(ArchitectureSpec.from_dict({"backbone": {"name": "resnet18"}}))
-    wrong = resnet.with_upload("resnet18.safetensors", save(catalog.build("resnet18").state_dict()))
-    with pytest.raises(weights.WeightsError, match=r"^resnet18\.safetensors holds weights for the resnet18 backbone "
-                                                   r"alone, not this whole composition \("):
-        wrong.build()
+    published = catalog.build("resnet18").state_dict()
+    built = resnet.with_upload("resnet18.safetensors", save(published)).build()
+    body = built.model.backbone.body.state_dict()
+    assert all(torch.equal(body[k], v) for k, v in published.items() if not k.startswith("fc."))
+    assert "the head keeps random weights (untrained)" in built.notes
 
 
 def test_pretrained_weights_from_torch_home(tmp_path, monkeypatch):

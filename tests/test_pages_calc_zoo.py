@@ -42,7 +42,8 @@ def text(at: AppTest) -> str:
 
 
 # Tables in page order (a read-only st.dataframe carries no widget id to find it by).
-CALC_FRAMES = {"calc.grid": 0, "calc.max_out": 1, "calc.avg_out": 2, "calc.softmax_table": 3}
+CALC_FRAMES = {"calc.grid": 0, "calc.max_out": 1, "calc.avg_out": 2, "calc.softmax_table": 3,
+               "calc.roi_map": 4, "calc.roi_lecture": 5, "calc.roi_torchvision": 6}  # RoI pooling: tests/test_roi_pool.py
 ZOO_FRAMES = {"zoo.table": 0}
 
 

@@ -252,3 +252,26 @@ def test_effective_field_uses_pretrained_weights_from_torchs_cache(tmp_path, mon
     at.run()
     _clean(at)
     assert any("Pretrained weights (ResNet18\\_Weights.IMAGENET1K\\_V1)" in c.value for c in at.caption)
+
+
+def test_page_shows_where_units_differ_and_where_a_field_is_a_bound():
+    # seg_unet's decoder reads upsampled maps: neighbouring units see different fields (tests/test_rf_exact.py
+    # measures them); seg_pool_unpool's unpooling makes its field an upper bound.
+    at = _page().run()
+    at.multiselect(key="rf.models").set_value(["seg_unet", "seg_pool_unpool"])
+    at.number_input(key="rf.side").set_value(128).run()
+    at.selectbox(key="rf.layer.seg_unet").set_value("dec.2").run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("stage")
+    assert table.loc["classifier"].tolist() == ["92–100 × 92–100", "62–78 × 62–78"]
+    infos = [i.value for i in at.info]
+    assert ("Units of dec.2 see different fields: 92–100 × 92–100 px (92 at units with index mod 8 = 0 or 1 or 6 "
+            "or 7, 100 at units with index mod 8 = 2–5); the centre unit sees 92 px.") in infos
+    assert any(i.startswith("**seg\\_pool\\_unpool**: Receptive field: an upper bound after max\\_unpool2d")
+               for i in infos)
+    # Unit (64, 64) (64 mod 8 = 0): 92 px, rows and columns 18–109, the exact interval of that unit.
+    assert any(c.value.startswith("Unit (64, 64) of the 128×128 map of **dec.2**") and "columns 18–109 and rows "
+               "18–109" in c.value for c in at.caption)
+    at.slider(key="rf.row.seg_unet.dec.2.128").set_value(66).run()  # 66 mod 8 = 2: 100 rows
+    title = __import__("json").loads(at.get("plotly_chart")[1].proto.spec)["layout"]["title"]["text"]
+    assert title == "Theoretical field: 100×92 px"

@@ -91,7 +91,8 @@ def test_the_exception_lists_stay_small_and_true(spellings):
 
 # -- what the spec derives from the registry: as before the registry, plus the 1×1 bottleneck neck ----------------
 def test_the_spec_vocabulary_is_derived_and_unchanged():
-    assert BLOCKS == ("conv", "vgg", "residual", "bottleneck", "preact", "separable", "inverted_residual",
+    assert BLOCKS == ("conv", "vgg", "vgg_plain", "residual", "bottleneck", "preact", "separable",
+                      "inverted_residual",
                       "shuffle", "inception", "dense", "convnext", "se", "cbam")
     assert NECKS == ("none", "se", "cbam", "spatial", "fpn", "panet", "bifpn", "bottleneck_1x1")
     assert HEADS == ("classification", "regression", "yolo", "ssd", "faster_rcnn", "mask_rcnn", "fcn", "unet",
@@ -104,7 +105,9 @@ def test_the_spec_vocabulary_is_derived_and_unchanged():
         "classification": {"num_classes": 1000, "hidden": [], "dropout": 0.0, "pooling": "gap"},
         "regression": {"outputs": 1, "hidden": [], "dropout": 0.0, "pooling": "gap"},
         "yolo": {"num_classes": 20, "anchors_per_cell": 3}, "ssd": {"num_classes": 20},
-        "faster_rcnn": {"num_classes": 20}, "mask_rcnn": {"num_classes": 20}, "fcn": {"num_classes": 21},
+        # issue 14: the proposal and detection counts the two-stage heads' MACs assume are settings
+        "faster_rcnn": {"num_classes": 20, "proposals": 1000, "detections": 100},
+        "mask_rcnn": {"num_classes": 20, "proposals": 1000, "detections": 100}, "fcn": {"num_classes": 21},
         "unet": {"num_classes": 21}, "siamese": {"embedding_dim": 128}}
     assert NECK_SETTINGS == {"none": {}, "se": {}, "cbam": {}, "spatial": {}, "fpn": {"width": 256},
                              "panet": {"width": 256}, "bifpn": {"width": 64, "repeats": 2},

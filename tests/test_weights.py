@@ -223,18 +223,35 @@ def resnet18_composition_sd():
 
 
 @pytest.mark.parametrize("with_classifier", [False, True])
-def test_backbone_alone_hint(with_classifier):
+def test_backbone_alone_loads_into_the_backbone(with_classifier):
+    # Issue 14: a catalog model's state dict (with or without its classifier) was refused with a hint; it now
+    # goes into the composition's backbone, the head keeps its random weights, and the report says both.
     spec = {"backbone": {"name": "resnet18"}}
     model = compose.build(spec)
+    head_before = snapshot(model.head)
     file_sd = seeded_state_dict("resnet18")
     if not with_classifier:
         file_sd = {k: v for k, v in file_sd.items() if not k.startswith("fc.")}
-    unexpected = 122 if with_classifier else 120
-    e = refuse(model, save_safetensors(file_sd), "resnet18.safetensors",
-               rf"^resnet18\.safetensors holds weights for the resnet18 backbone alone, not this whole composition "
-               rf"\(122 missing and {unexpected} unexpected tensors, table below\); upload weights saved from this "
-               rf"same composition, or use pretrained backbone weights instead\.$", network=composition(spec))
-    assert len(e.mismatches) == 122 + unexpected
+    report = W.load_weights(model, save_safetensors(file_sd), "resnet18.safetensors", network=composition(spec))
+    assert report.summary() == ("Loaded 120 tensors (11,186,132 values) into the resnet18 backbone from "
+                                "resnet18.safetensors; the head stays random.")
+    body = model.backbone.body.state_dict()
+    assert all(torch.equal(body[k], v) for k, v in file_sd.items() if not k.startswith("fc."))
+    assert same_tensors(model.head.state_dict(), head_before)
+    unused = "2 tensors of resnet18.safetensors beyond the resnet18 backbone (such as its classifier) not used"
+    assert (unused in report.notes) == with_classifier
+    assert "the head keeps random weights (untrained)" in report.notes
+
+
+def test_half_a_backbone_is_refused_with_its_table():
+    spec = {"backbone": {"name": "resnet18"}}
+    model = compose.build(spec)
+    half = {k: v for k, v in seeded_state_dict("resnet18").items() if k.startswith(("conv1.", "bn1.", "layer1."))}
+    e = refuse(model, save_safetensors(half), "resnet18.safetensors",
+               r"^resnet18\.safetensors does not fit this model: 90 missing tensors \(table below\); upload the "
+               r"whole state dict of the resnet18 backbone or weights saved from this same composition\.$",
+               network=composition(spec))
+    assert len(e.mismatches) == 90
 
 
 def test_integer_tensors_are_wrong_dtype(lenet, lenet_sd):

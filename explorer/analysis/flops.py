@@ -44,3 +44,30 @@ for _name, _fn in _EXTRA.items():
 def flops_of(packet, args, kwargs, out) -> int:
     fn = FLOP_FORMULAS[packet]
     return int(fn(*args, **kwargs, out_val=out))
+
+
+# int8 quantized modules (torch.ao.nn.quantized) call `quantized::` ops whose weight is a packed C++ object that
+# torch's table has no formula for. Same convention as the float ops: MACs of the convolution / matmul, read
+# from the unpacked weight's shape.
+def _quantized_conv(qx, packed, *args, out_val=None, **kwargs):
+    weight, _ = packed.unpack()
+    return _fc.conv_flop_count(tuple(qx.shape), tuple(weight.shape), tuple(out_val.shape),
+                               transposed=bool(packed.transpose()))
+
+
+def _quantized_linear(x, packed, *args, out_val=None, **kwargs):
+    weight, _ = packed.unpack()
+    rows = x.numel() // x.shape[-1]
+    return 2 * rows * weight.shape[0] * weight.shape[1]
+
+
+_QUANTIZED = {name: _quantized_conv for name in (
+    "conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu", "conv3d_relu", "conv_transpose1d",
+    "conv_transpose2d", "conv_transpose3d")}
+_QUANTIZED.update({name: _quantized_linear for name in (
+    "linear", "linear_relu", "linear_dynamic", "linear_relu_dynamic", "linear_dynamic_fp16",
+    "linear_relu_dynamic_fp16", "linear_leaky_relu", "linear_tanh")})
+for _name, _fn in _QUANTIZED.items():
+    _op = getattr(torch.ops.quantized, _name, None)
+    if _op is not None:
+        FLOP_FORMULAS[_op] = _fn

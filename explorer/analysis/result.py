@@ -27,6 +27,14 @@ def _plain(v):
     return v
 
 
+def _map_unit(ax: dict, o: int):
+    """The interval of unit ``o`` of a serialised index map (see explorer.analysis.receptive_field.Axis)."""
+    k, q = divmod(o, ax["P"])
+    if ax["lo0"][q] is None:
+        return None
+    return ax["lo0"][q] + k * ax["J"], ax["hi0"][q] + k * ax["J"]
+
+
 class _Costs:
     """Derived totals shared by a layer row and a stage roll-up."""
 
@@ -64,6 +72,10 @@ class Layer(_Costs):
     is_global: bool = False  # some input pixel anywhere influences this output (pooling, SE, attention)
     ran: bool = True  # False for modules whose parameters exist but did not run in this forward
     depth: int = 0
+    # Where units see different sizes (after upsampling, transposed convs, unpooling): rf is the centre unit's,
+    # rf_range ((min_h, max_h), (min_w, max_w)) the range over units, rf_phases which units give which.
+    rf_range: Optional[tuple] = None
+    rf_phases: Optional[str] = None
 
     @property
     def receptive_field(self):
@@ -74,7 +86,7 @@ class Layer(_Costs):
         d = dataclasses.asdict(self)
         d["params"] = self.params
         d["flops"] = self.flops
-        for k in ("rf", "jump", "offset", "padding"):
+        for k in ("rf", "jump", "offset", "padding", "rf_range"):
             d[k] = _plain(d[k])
         d["output_shape"] = list(self.output_shape) if self.output_shape else None
         return d
@@ -105,7 +117,9 @@ class Analysis:
     dtype: str
     bytes_per_element: int
     layers: list
-    modules: dict  # module path -> {"kind", "output_shape", "rf", "jump", "offset", "is_global"} (last call)
+    # module path -> {"kind", "output_shape", "rf", "jump", "offset", "is_global", "rf_range", "rf_phases",
+    # "rf_map", "rf_approx"} (last call); rf is the centre unit's field, rf_map the exact per-unit map per axis
+    modules: dict
     params: int
     trainable_params: int
     weights_total: int
@@ -119,6 +133,7 @@ class Analysis:
     uncounted_ops: dict  # aten op -> count: ops with no MAC formula and not zero by convention
     notes: list
     device: str = "meta"
+    flow: Optional[object] = None  # explorer.analysis.graph.Flow: which call made each tensor (the diagram's graph)
 
     # -- totals ------------------------------------------------------------------------------------------------
     @property
@@ -170,14 +185,34 @@ class Analysis:
         """The convolutional-path field at ``path``, kept even where the field is global."""
         return self._module(path)["rf"]
 
+    def _field_map(self, path: str, level: Optional[str] = None) -> dict:
+        m = self._module(path)
+        if level is not None:
+            found = [lv for lv in m.get("levels", []) if lv["name"] == str(level)]
+            if not found:
+                raise KeyError(f"{path or 'The model'} has no output level '{level}'.")
+            m = found[0]
+        return m
+
+    def unit_field(self, path: str, i: int, j: int, level: Optional[str] = None) -> tuple:
+        """((top, bottom), (left, right)): the inclusive input rows and columns output unit (i, j) of ``path``
+        (or of its output ``level``) sees, exact for every unit, unclipped (the image border not applied; a
+        negative start is padding). None where the layout was not followed."""
+        fm = self._field_map(path, level).get("rf_map")
+        if fm is None:
+            return None
+        return _map_unit(fm[0], i), _map_unit(fm[1], j)
+
     def output_levels(self, path: str = "") -> list:
         """Per output level of a module that returns several maps (an FPN neck, a detection head, the model):
-        dicts with name, output_shape, rf, jump, offset, is_global. One entry for a single-tensor output."""
+        dicts with name, output_shape, rf (the centre unit's), jump, offset, is_global, and where units differ
+        rf_range / rf_phases (rf_map: the exact map, see `unit_field`). One entry for a single-tensor output."""
         m = self._module(path)
         if "levels" in m:
             return m["levels"]
         return [dict(name=path or "output", output_shape=m["output_shape"], rf=m["rf"], jump=m["jump"],
-                     offset=m["offset"], is_global=m["is_global"])]
+                     offset=m["offset"], is_global=m["is_global"], rf_range=m.get("rf_range"),
+                     rf_phases=m.get("rf_phases"), rf_map=m.get("rf_map"), rf_approx=m.get("rf_approx", False))]
 
     def stage_names(self) -> list:
         return self.stage_paths()
@@ -243,7 +278,7 @@ class Analysis:
                 "params": r.params if biases else r.weights,
                 "trainable": r.trainable, "frozen": r.frozen,
                 "MACs": r.macs, "FLOPs": r.flops,
-                "rf": fmt_rf(r.rf, r.is_global, sep=False), "global": r.is_global,
+                "rf": fmt_rf(r.rf, r.is_global, sep=False, rf_range=r.rf_range), "global": r.is_global,
                 "jump": fmt_pair(r.jump, sep=False), "offset": fmt_pair(r.offset, sep=False),
             })
         return pd.DataFrame.from_records(recs)
@@ -268,7 +303,8 @@ class Analysis:
         for col in ("activations", "weights", "biases", "params", "trainable", "frozen", "MACs", "FLOPs"):
             df[col] = df[col].map("{:,}".format)
         t = self.totals()
-        head = (f"**{self.model_name}** at {'×'.join(map(str, self.input_shape))} ({self.dtype}): "
+        shapes = self.input_shape if isinstance(self.input_shape[0], tuple) else (self.input_shape,)  # RAFT: 2
+        head = (f"**{self.model_name}** at {' and '.join('×'.join(map(str, s)) for s in shapes)} ({self.dtype}): "
                 f"{t['params']:,} parameters, {t['macs']:,} MACs = {t['flops']:,} FLOPs, "
                 f"{t['activations']:,} activations per image ({t['activation_bytes'] / 1e6:.2f} MB)\n\n")
         return head + df.to_markdown(index=False)

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import fast_meta
+from .graph import FlowRecorder
 from .flops import FLOP_FORMULAS, flops_of
 from .receptive_field import _HANDLERS, _POINTWISE, _VIEWS, Field, FieldTracker, input_field
 
@@ -34,6 +35,9 @@ _NO_MACS |= {
     "_safe_softmax", "as_strided_", "linalg_vector_norm", "zeros_like", "empty_like", "ones_like", "full_like",
     "zero_", "fill_", "normal_", "uniform_", "nonzero", "_unique2", "bitwise_and", "bitwise_or", "log2",
     "clamp_max", "floor", "where", "exp_", "sigmoid_",
+    # int8 (torch.ao.nn.quantized): (de)quantising, elementwise and pooling ops
+    "quantize_per_tensor", "quantize_per_channel", "dequantize", "add_relu", "add_scalar", "mul_scalar",
+    "cat_relu", "quantized_max_pool2d", "q_scale", "q_zero_point", "int_repr", "relu6",
 }
 
 
@@ -56,7 +60,7 @@ class Call:
 
 
 class Recorder(TorchDispatchMode):
-    def __init__(self, model: nn.Module, x: torch.Tensor):
+    def __init__(self, model: nn.Module, x):  # x: the input tensor, or a list of them (one per model input)
         super().__init__()
         self.model = model
         self.stack: list[Call] = []
@@ -73,8 +77,11 @@ class Recorder(TorchDispatchMode):
         self._paths = {}
         for path, m in model.named_modules():
             self._paths.setdefault(id(m), path)
-        self.tracker.set(x, input_field(tuple(x.shape)))
-        self.meta = x.device.type == "meta"
+        inputs = [x] if isinstance(x, torch.Tensor) else list(x)
+        for t in inputs:
+            self.tracker.set(t, input_field(tuple(t.shape)))
+        self.meta = inputs[0].device.type == "meta"
+        self.flow = FlowRecorder(inputs, model)  # which call made each tensor, for the dataflow diagram
 
     # -- module stack ---------------------------------------------------------------------------------------
     def __enter__(self):
@@ -134,7 +141,10 @@ class Recorder(TorchDispatchMode):
             self.uncounted[name] += 1
         if self.stack:
             self.stack[-1].own_ops += 1
+        self.flow.op(name, args, out)
         try:
+            if packet in _QUANTIZED_AS_ATEN:
+                name, args = _QUANTIZED_AS_ATEN[packet](args)
             self.tracker.propagate(name, args, kwargs, out)
         except Exception:  # a rule that does not fit this op: lose the layout here, keep analysing
             self.rf_errors[name] += 1
@@ -146,12 +156,45 @@ class Recorder(TorchDispatchMode):
         return out
 
 
+def _quantized_conv_args(args):
+    qx, packed = args[0], args[1]
+    weight, bias = packed.unpack()
+    return "convolution", (qx, weight, bias, packed.stride(), packed.padding(), packed.dilation(),
+                           bool(packed.transpose()), packed.output_padding(), packed.groups())
+
+
+def _quantized_linear_args(args):
+    out_features, in_features = args[1].unpack()[0].shape  # a per-channel int8 weight cannot be transposed
+    return "mm", (args[0], torch.empty(in_features, out_features, device="meta"))
+
+
+# int8 ops (torch.ao.nn.quantized) told to the receptive-field tracker as the float aten op they compute.
+_QUANTIZED_AS_ATEN = {}
+for _n in ("conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu", "conv3d_relu", "conv_transpose1d",
+           "conv_transpose2d", "conv_transpose3d"):
+    if hasattr(torch.ops.quantized, _n):
+        _QUANTIZED_AS_ATEN[getattr(torch.ops.quantized, _n)] = _quantized_conv_args
+for _n in ("linear", "linear_relu"):
+    if hasattr(torch.ops.quantized, _n):
+        _QUANTIZED_AS_ATEN[getattr(torch.ops.quantized, _n)] = _quantized_linear_args
+for _n, _aten in (("add", "add"), ("add_relu", "add"), ("mul", "mul"),
+                  ("add_scalar", "add"), ("mul_scalar", "mul"), ("cat", "cat"), ("cat_relu", "cat"),
+                  ("hardswish", "hardswish"), ("sigmoid", "sigmoid"), ("relu6", "relu")):
+    if hasattr(torch.ops.quantized, _n):
+        _QUANTIZED_AS_ATEN[getattr(torch.ops.quantized, _n)] = lambda args, _aten=_aten: (_aten, args)
+_QUANTIZED_AS_ATEN[torch.ops.aten.quantized_max_pool2d] = lambda args: ("max_pool2d", args)
+for _n in ("quantize_per_tensor", "dequantize", "quantize_per_channel"):
+    _QUANTIZED_AS_ATEN[getattr(torch.ops.aten, _n)] = lambda args: ("clone", args)
+
+
 def _tracked(rec: "Recorder", module: nn.Module, forward):
     def forward_tracked(*args, **kwargs):
         if not rec.active:
             return forward(*args, **kwargs)
         rec._pre(module, args)
+        rec.flow.enter(rec.stack[-1].path, rec.stack[-1].index, module, args, kwargs)
         out = forward(*args, **kwargs)
+        rec.flow.exit(out)
         rec._post(module, out)
         return out
 

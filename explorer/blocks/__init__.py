@@ -17,7 +17,7 @@ through ``attention(x)`` (``forward(x) == x * attention(x)``), so they can be vi
 """
 
 from .attention import CBAM, ChannelAttention, SpatialAttention, SqueezeExcitation
-from .backbone import MAX_STAGES, STAGE_KEYS, CustomBackbone, example_stages
+from .backbone import MAX_STAGES, STAGE_KEYS, CustomBackbone, default_stem, example_stages
 from .conv import ConvBNReLU, SeparableConv2d, VGGStage
 from .convnext import ConvNeXtBlock, LayerNorm2d, Permute
 from .dense import DenseBlock, DenseLayer, Transition
@@ -54,6 +54,7 @@ __all__ = [
     "SqueezeExcitation",
     "Transition",
     "VGGStage",
+    "default_stem",
     "example_stages",
     "inception_widths",
     "make_block",

@@ -15,7 +15,8 @@ from .conv import ConvBNReLU
 from .. import components
 from .factory import block_kinds, make_stage
 
-__all__ = ["CustomBackbone", "MAX_STAGES", "STAGE_KEYS", "example_stages"]
+__all__ = ["CustomBackbone", "DEFAULT_STEM", "MAX_STAGES", "STAGE_KEYS", "STEM_KEYS", "default_stem",
+           "example_stages"]
 
 MAX_STAGES = 64  # the app refuses bigger stacks
 STAGE_KEYS = ("block", "repeats", "width", "stride")
@@ -26,6 +27,27 @@ def example_stages() -> list[dict]:
     (conv 32, residual 64, separable 128, each stride 2), in display order."""
     return [dict(block=c.name, **c.fact("example_stage")) for c in components.all_components("block")
             if c.fact("example_stage")]
+
+
+DEFAULT_STEM = object()  # CustomBackbone's stem when none is given: default_stem(first stage's width)
+STEM_KEYS = ("width", "stride")
+
+
+def default_stem(first_width: int) -> dict:
+    """The stem a stack had before the stem was a row of its own (and still has when none is given): a 3×3
+    stride-2 ConvBNReLU to half the first stage's width (32 when that is 0)."""
+    return {"width": first_width // 2 or 32, "stride": 2}
+
+
+def _validate_stem(stem) -> dict:
+    if not isinstance(stem, Mapping) or sorted(stem) != sorted(STEM_KEYS):
+        raise ValueError(f"The stem must be a dict with keys {', '.join(STEM_KEYS)} (or None for no stem); "
+                         f"got {stem!r}.")
+    if not _whole(stem["width"]) or stem["width"] < 1:
+        raise ValueError(f"The stem has width={stem['width']!r}; set its width to a whole number of at least 1.")
+    if not _whole(stem["stride"]) or stem["stride"] not in (1, 2):
+        raise ValueError(f"The stem has stride={stem['stride']!r}; set its stride to 1 or 2.")
+    return {"width": int(stem["width"]), "stride": int(stem["stride"])}
 
 
 def _whole(value) -> bool:
@@ -77,32 +99,40 @@ class CustomBackbone(nn.Module):
     """A feature extractor built from ``stages`` of lecture blocks (see :func:`explorer.blocks.make_block`).
 
     ``stages`` is a list of ``{"block": kind, "repeats": n, "width": channels, "stride": 1 | 2}`` (dicts or
-    dataclass instances with those fields). Layout: a stem ``ConvBNReLU(in_channels, stages[0]["width"] // 2
-    or 32, 3×3, stride 2)`` named ``stem``, then ``stage1``, ``stage2``, … each from :func:`make_stage` (the
-    first block of a stage takes its stride and channel change).
+    dataclass instances with those fields). Layout: a stem ``ConvBNReLU(in_channels, width, 3×3, stride)``
+    named ``stem``, then ``stage1``, ``stage2``, … each from :func:`make_stage` (the first block of a stage
+    takes its stride and channel change). ``stem`` is ``{"width": w, "stride": 1 | 2}``, ``None`` for no stem
+    (the first stage reads the input), or left out for the default ``stages[0]["width"] // 2 or 32``, stride 2.
 
     ``forward(x)`` returns an ``OrderedDict`` of every stage's output keyed ``"stem"``, ``"stage1"``, … so a
     neck can pick any of them. Attributes fixed at construction:
 
-    * ``stage_names``: ``["stem", "stage1", …]``
+    * ``stage_names``: ``["stem", "stage1", …]`` (no ``"stem"`` without a stem)
     * ``stage_channels``: name → output channels
-    * ``stage_strides``: name → cumulative stride relative to the input (the stem's is 2)
+    * ``stage_strides``: name → cumulative stride relative to the input (the default stem's is 2)
 
     Raises ``ValueError`` with one sentence naming the stage and what to change for an unknown block kind,
     repeats < 1, width < 1 (< 4 for inception), a stride other than 1 or 2, or more than 64 stages.
     """
 
-    def __init__(self, stages: Sequence[Mapping], in_channels: int = 3) -> None:
+    def __init__(self, stages: Sequence[Mapping], in_channels: int = 3, stem=DEFAULT_STEM) -> None:
         super().__init__()
         if not _whole(in_channels) or in_channels < 1:
             raise ValueError(f"in_channels must be a whole number of at least 1; got {in_channels!r}.")
         stages = _validate(stages)
-        stem_width = stages[0]["width"] // 2 or 32
-        self.stem = ConvBNReLU(in_channels, stem_width, 3, stride=2)
-        self.stage_names: list[str] = ["stem"]
-        self.stage_channels: dict[str, int] = {"stem": stem_width}
-        self.stage_strides: dict[str, int] = {"stem": 2}
-        channels, total_stride = stem_width, 2
+        if stem is DEFAULT_STEM:
+            stem = default_stem(stages[0]["width"])
+        self.stage_names: list[str] = []
+        self.stage_channels: dict[str, int] = {}
+        self.stage_strides: dict[str, int] = {}
+        channels, total_stride = in_channels, 1
+        if stem is not None:
+            stem = _validate_stem(stem)
+            self.stem = ConvBNReLU(in_channels, stem["width"], 3, stride=stem["stride"])
+            channels, total_stride = stem["width"], stem["stride"]
+            self.stage_names.append("stem")
+            self.stage_channels["stem"] = channels
+            self.stage_strides["stem"] = total_stride
         for i, st in enumerate(stages, 1):
             name = f"stage{i}"
             self.add_module(name, make_stage(st["block"], channels, st["width"], st["repeats"], st["stride"]))

@@ -126,3 +126,15 @@ def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
 def _vgg_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     # Stride 2 means "with the 2×2 max pool"; stride 1 leaves the pool out.
     return VGGStage(in_channels, out_channels, num_convs=2, batch_norm=True, pool=stride == 2)
+
+
+@register("block", "vgg_plain", title="VGG16 stage (no BN)", order=21, year=2014,
+          paper="Very Deep Convolutional Networks for Large-Scale Image Recognition",
+          description="repeats × (3×3 same conv with bias → ReLU), no batch norm, then a 2×2 max pool when the "
+                      "stride is 2: VGG16's stages are 64×2, 128×2, 256×3, 512×3, 512×3.",
+          estimate=lambda ci, co, stride, hw_in, hw_out: (9 * ci * co + co, co * hw_in),
+          # The repeats are the convs of one stage (the pool closes the stage), not repeated blocks.
+          facts={"stage": lambda ci, co, repeats, stride: VGGStage(ci, co, num_convs=repeats, batch_norm=False,
+                                                                     pool=stride == 2)})
+def _vgg_plain_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return VGGStage(in_channels, out_channels, num_convs=1, batch_norm=False, pool=stride == 2)

@@ -12,6 +12,8 @@ module. This module only dispatches:
 * ``conv``: :class:`ConvBNReLU` 3×3 with the stride.
 * ``vgg``: :class:`VGGStage` with two 3×3 convs and BN (as ``vgg*_bn``); stride 2 means "with the 2×2
   max pool", stride 1 leaves the pool out.
+* ``vgg_plain``: one :class:`VGGStage` per stage with ``repeats`` 3×3 convs, biases and no BN (as ``vgg16``),
+  then the pool at stride 2.
 * ``residual`` / ``bottleneck`` / ``preact``: :class:`BasicBlock` / :class:`Bottleneck` (middle width
   ``out // 4``) / :class:`PreActBlock`, with a projection shortcut when the shape changes.
 * ``separable``: :class:`DepthwiseSeparable` (stride on the depthwise conv).
@@ -93,6 +95,11 @@ def make_stage(kind: str, in_channels: int, width: int, repeats: int, stride: in
     ``width → width``.
     """
     repeats = _check_int("repeats", repeats, 1)
+    _check_kind_and_stride(kind, stride)
+    whole_stage = components.get("block", kind).fact("stage")
+    if whole_stage is not None:  # a kind whose repeats are layers of one stage (VGG's convs before the pool)
+        return whole_stage(_check_int("in_channels", in_channels, 1),
+                           _check_int(f"out_channels of a {kind} block", width, min_width(kind)), repeats, stride)
     blocks = [make_block(kind, in_channels, width, stride)]
     blocks += [make_block(kind, width, width, 1) for _ in range(repeats - 1)]
     return nn.Sequential(*blocks)

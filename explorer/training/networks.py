@@ -67,6 +67,11 @@ def _resolve(network):
         if network in READY_MODELS:
             return "ready", network
         if network in catalog.names():
+            if catalog.info(network).source in ("quantized", "optical_flow"):
+                raise TrainingError(f"{network} cannot be trained here ("
+                                    + ("an int8 model runs inference only" if catalog.info(network).source
+                                       == "quantized" else "it takes two frames and outputs flow, not classes")
+                                    + "); choose a classification model.")
             return "catalog", network
         if network.lstrip().startswith("{"):
             try:

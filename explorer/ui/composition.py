@@ -89,15 +89,16 @@ def cached_spec_analysis(spec: ArchitectureSpec, dtype_name: str = "float32") ->
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _dot(spec_json: str, dtype_name: str, expand: bool, _spec: ArchitectureSpec) -> str:
+def _dot(spec_json: str, dtype_name: str, expand: bool, open_stages: tuple, _spec: ArchitectureSpec) -> str:
     from ..vis.diagram import architecture_dot
 
-    return architecture_dot(_analysis(spec_json, dtype_name, _spec), expand=expand)
+    return architecture_dot(_analysis(spec_json, dtype_name, _spec), expand=expand, open_stages=open_stages)
 
 
-def cached_diagram(spec: ArchitectureSpec, dtype_name: str = "float32", expand: bool = False) -> str:
-    """The Graphviz DOT of the composition (stages collapsed, or every layer)."""
-    return _dot(_key(spec), dtype_name, expand, spec)
+def cached_diagram(spec: ArchitectureSpec, dtype_name: str = "float32", expand: bool = False,
+                   open_stages: tuple = ()) -> str:
+    """The Graphviz DOT of the composition: stages collapsed (``open_stages`` opened), or every layer."""
+    return _dot(_key(spec), dtype_name, expand, tuple(open_stages), spec)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

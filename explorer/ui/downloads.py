@@ -12,6 +12,7 @@ import streamlit as st
 from ..training import datasets, downloads
 from ..training.errors import DatasetError
 from .format import fmt_int, md_escape
+from .widgets import upload_mb
 
 __all__ = ["dataset_download_panel", "zip_upload_panel"]
 
@@ -91,7 +92,7 @@ def zip_upload_panel() -> str | None:
     """A zip of one folder of images per class: checked (a refusal is a sentence), kept in the data folder, its
     classes and image counts shown; returns its data set name (``"zip:…"``, usable by runs) or None."""
     upload = st.file_uploader("Your own data: a .zip with one folder of images per class", type=["zip"],
-                              key=K + "zip",
+                              key=K + "zip", max_upload_size=upload_mb("zip"),
                               help="cats/1.png, cats/2.jpg, dogs/1.png, …: each folder is a class, at least 3 images "
                                    f"each, at most {fmt_int(datasets.ZipLimits().max_files)} files; resized to "
                                    f"{datasets.ZipLimits().image_size}×{datasets.ZipLimits().image_size}.")

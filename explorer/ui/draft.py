@@ -19,14 +19,17 @@ import streamlit as st
 
 from .. import catalog
 from ..analysis import AnalysisError
-from ..blocks import example_stages
+from ..blocks import default_stem, example_stages
+from ..compose import freezable_stages
 from ..spec import ArchitectureSpec, InputSpec, SpecError
 from . import settings as kinds_
 from .composition import cached_spec_analysis, cached_stages, current_spec, set_spec
 from .format import fmt_shape
+from .widgets import SPEC_BYTES
 
-__all__ = ["CUSTOM", "K", "draft", "check", "stage_choices", "edit", "seed", "notice", "upload_error",
-           "on_upload", "editor_key", "editor_rows", "backbones", "backbone_label", "DEFAULT_STACK", "view"]
+__all__ = ["CUSTOM", "K", "draft", "check", "stage_choices", "frozen_choices", "edit", "seed", "notice",
+           "upload_error", "on_upload", "editor_key", "editor_rows", "backbones", "backbone_label", "DEFAULT_STACK",
+           "view", "STEM", "stack_rows", "head_input"]
 
 K = "compose."
 CUSTOM = "custom"  # the backbone name of a stack of blocks (BackboneSpec.is_custom)
@@ -34,12 +37,14 @@ _DRAFT, _OF, _NOTICE, _UPLOAD_ERR = K + "draft", K + "draft_of", K + "notice", K
 _MEMORY, _EDITOR, _VIEW = K + "memory", K + "editor", K + "view"
 # The stack a new custom backbone starts from: each block kind that declares an example stage (the registry).
 DEFAULT_STACK = tuple(example_stages())
+# The stack's stem is the editor's first row, under this name in the block column (removable: no stem).
+STEM = "stem"
 _VIEW_DEFAULTS = {"dtype": "float32", "batch": 1, "expand": False}
 
 
 def backbones() -> list:
     """Every catalog CNN a composition can start from (not the whole segmentation models), then the custom stack."""
-    return [n for n in catalog.names() if catalog.info(n).source != "segmentation"] + [CUSTOM]
+    return [n for n in catalog.names() if catalog.info(n).source in ("torchvision", "classic")] + [CUSTOM]
 
 
 def backbone_label(name: str) -> str:
@@ -54,7 +59,7 @@ def _reset_draft(spec: ArchitectureSpec) -> dict:
     d = spec.to_dict()
     st.session_state[_DRAFT], st.session_state[_OF] = d, spec.to_json()
     if spec.backbone.is_custom:
-        _new_editor(d["backbone"]["stages"])
+        _new_editor(stack_rows(d["backbone"]))
     return d
 
 
@@ -79,6 +84,11 @@ def _spec_of(d: dict) -> ArchitectureSpec:
 
 def check(d: dict, dtype: str = "float32") -> tuple:
     """(spec, None) when the draft builds (its analysis is then cached), else (None, the sentence)."""
+    for category in ("neck", "head"):  # typed list text with a wrong item: the sentence names the item
+        for s in kinds_.settings(category, d[category]["kind"]):
+            value = d[category].get(s.name)
+            if s.type == "int_list" and isinstance(value, str) and kinds_.list_problem(s, value):
+                return None, kinds_.list_problem(s, value)
     try:
         spec = _spec_of(d)
         cached_stages(spec)  # stage names and combinations checked against the built backbone
@@ -104,6 +114,27 @@ def stage_choices(d: dict) -> tuple:
     except (SpecError, AnalysisError):
         pass
     return [s.name for s in stages], list(default_outs), None
+
+
+def frozen_choices(d: dict) -> list:
+    """Every module of the draft's backbone that holds parameters (bn1 too), in order, so that choosing them all
+    freezes the whole backbone; for a draft that does not build, those of its backbone alone."""
+    for candidate in ({**d, "backbone": dict(d["backbone"], frozen_stages=[])}, _backbone_only(d)):
+        try:
+            return freezable_stages(_spec_of(candidate))
+        except (SpecError, AnalysisError):
+            continue
+    return []
+
+
+def head_input(spec: ArchitectureSpec, dtype: str = "float32") -> Optional[tuple]:
+    """(channels, height, width) of the last map the head of ``spec`` reads (after the neck), or None."""
+    try:
+        levels = cached_spec_analysis(spec, dtype).output_levels("neck")
+    except (SpecError, AnalysisError, KeyError):
+        return None
+    shape = levels[-1]["output_shape"] if levels else None
+    return tuple(shape) if shape is not None and len(shape) == 3 else None
 
 
 def notice() -> Optional[str]:
@@ -147,13 +178,30 @@ def _new_editor(rows) -> None:
     st.session_state[_EDITOR] = {"version": version, "rows": [dict(r) for r in rows]}
 
 
+def stack_rows(bb: dict) -> list:
+    """The editor's rows of a custom backbone: the stem (when it has one) as the first row, then its stages."""
+    stem = bb.get("stem")
+    head = [{"block": STEM, "repeats": 1, "width": stem["width"], "stride": stem["stride"]}] if stem else []
+    return head + [dict(r) for r in bb.get("stages") or []]
+
+
+def _from_rows(bb: dict, rows: list) -> None:
+    """The editor's rows into the draft: a first row named stem is the stem (one layer: its repeats must be 1,
+    else the spec names the row); no such row, no stem."""
+    if rows and rows[0]["block"] == STEM and rows[0]["repeats"] == 1:
+        bb["stem"], rows = {"width": rows[0]["width"], "stride": rows[0]["stride"]}, rows[1:]
+    else:
+        bb["stem"] = None
+    bb["stages"] = rows
+
+
 def editor_key() -> str:
     return f"{K}stages.{st.session_state.get(_EDITOR, {}).get('version', 0)}"
 
 
 def editor_rows() -> list:
     if _EDITOR not in st.session_state:
-        _new_editor(DEFAULT_STACK)
+        _new_editor(stack_rows({"stem": default_stem(DEFAULT_STACK[0]["width"]), "stages": DEFAULT_STACK}))
     return st.session_state[_EDITOR]["rows"]
 
 
@@ -179,9 +227,17 @@ def _apply_delta(base: list, delta: dict) -> list:
 def edit(field: str, *args) -> None:
     """``on_change`` of every Compose widget: the draft takes the widget's value, then commits if it builds."""
     d = draft()
+    value = st.session_state.get(args[0] if args else K + field)
+    if field == "setting":
+        _, category, name = args
+        s = next(s for s in kinds_.settings(category, d[category]["kind"]) if s.name == name)
+        value = kinds_.parse_setting_input(s, value)
+        if value == d[category].get(name):
+            # Nothing changed (a choice whose worked-example title moved with the map is reported as changed
+            # on the next run): keep what another callback of this run said, such as a backbone switch's notice.
+            return
     st.session_state.pop(_NOTICE, None)
     st.session_state.pop(_UPLOAD_ERR, None)
-    value = st.session_state.get(args[0] if args else K + field)
     if field in _VIEW_DEFAULTS:
         st.session_state.setdefault(_VIEW, dict(_VIEW_DEFAULTS))[field] = value
         if field != "dtype":
@@ -194,25 +250,24 @@ def edit(field: str, *args) -> None:
     elif field in ("neck", "head"):
         _remember(d, field)
         d[field] = _recall(field, value)
-    elif field == "setting":  # args: (widget key, category, setting name)
-        _, category, name = args
-        s = next(s for s in kinds_.settings(category, d[category]["kind"]) if s.name == name)
-        d[category][name] = kinds_.parse_setting_input(s, value)
+    elif field == "setting":  # args: (widget key, category, setting name); value parsed above
+        d[category][name] = value
     elif field in ("channels", "height", "width"):
         d["input"][field] = int(value)
     elif field == "pretrained":
         d["backbone"]["pretrained"] = bool(value)
     elif field == "backbone":
         _switch_backbone(d, value)
-    elif field in ("outs", "frozen"):
+    elif field == "outs":
         names = st.session_state.get(K + "stage_names") or list(value)
-        chosen = [s for s in names if s in value]
-        if field == "outs":
-            d["backbone"]["out_stages"] = chosen or None
-        else:
-            d["backbone"]["frozen_stages"] = chosen
+        d["backbone"]["out_stages"] = [s for s in names if s in value] or None
+    elif field == "frozen":
+        names = st.session_state.get(K + "frozen_names") or list(value)
+        d["backbone"]["frozen_stages"] = [s for s in names if s in value]
+    elif field == "freeze_all":
+        d["backbone"]["frozen_stages"] = frozen_choices(d) if value else []
     elif field == "stages":
-        d["backbone"]["stages"] = _apply_delta(editor_rows(), value or {})
+        _from_rows(d["backbone"], _apply_delta(editor_rows(), value or {}))
     _commit(d)
 
 
@@ -238,7 +293,7 @@ def _switch_backbone(d: dict, new: str) -> None:
     if old == new:
         return
     if old == CUSTOM:
-        st.session_state[K + "last_stack"] = copy.deepcopy(bb.get("stages"))
+        st.session_state[K + "last_stack"] = copy.deepcopy({"stem": bb.get("stem"), "stages": bb.get("stages")})
     kept, reset = [], []
     cur = (d["input"]["channels"], d["input"]["height"], d["input"]["width"])
     own = _own_input(new)
@@ -255,12 +310,14 @@ def _switch_backbone(d: dict, new: str) -> None:
         else:
             reset.append(f"pretrained (there are no published weights for {new})")
     if new == CUSTOM:
-        stack = st.session_state.get(K + "last_stack") or [dict(r) for r in DEFAULT_STACK]
-        new_bb["stages"] = copy.deepcopy(stack)
-        _new_editor(stack)
+        stack = st.session_state.get(K + "last_stack") or {
+            "stem": default_stem(DEFAULT_STACK[0]["width"]), "stages": [dict(r) for r in DEFAULT_STACK]}
+        new_bb.update(copy.deepcopy(stack))
+        _new_editor(stack_rows(stack))
     d["backbone"] = new_bb
-    names, _, _ = stage_choices(d)
+    out_names, _, _ = stage_choices(d)
     for field, what in (("out_stages", "output stages"), ("frozen_stages", "frozen stages")):
+        names = out_names if field == "out_stages" else frozen_choices(d)
         before = list(bb.get(field) or [])
         if not before:
             continue
@@ -290,7 +347,7 @@ def on_upload() -> None:
     if upload is None:
         return
     try:
-        loaded = ArchitectureSpec.from_json(upload.getvalue()[:1_000_000].decode("utf-8", "replace"))
+        loaded = ArchitectureSpec.from_json(upload.getvalue()[:SPEC_BYTES].decode("utf-8", "replace"))
     except SpecError as e:
         st.session_state[_UPLOAD_ERR] = f"{upload.name}: {e}"
         return

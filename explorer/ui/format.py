@@ -39,6 +39,8 @@ def fmt_shape(shape) -> str:
         return ""
     if isinstance(shape, (int, Number)):
         return str(shape)
+    if shape and all(isinstance(s, (tuple, list)) for s in shape):  # several inputs (RAFT's two frames)
+        return " and ".join(fmt_shape(s) for s in shape)
     return "×".join(str(int(s)) for s in shape)
 
 

@@ -30,6 +30,7 @@ from ..samples import DIGIT_SETS
 from ..spec import SpecError
 from . import current_selection, current_spec, set_spec
 from .format import fmt_quoted, md_escape
+from .widgets import upload_mb
 
 __all__ = ["MAX_CACHED_NETWORKS", "built_network", "InputImage", "network", "chosen_network", "loaded_network",
            "weights_badge", "input_images", "drawn_digit", "drawing_picture", "RUN_PREFIX", "layer_choices",
@@ -280,6 +281,7 @@ def _upload_controls(network: Network, page: str) -> None:
     nid = _network_id(network)
     up = st.file_uploader("Upload weights for this network (.safetensors, or .pt / .pth saved from state_dict)",
                           type=["safetensors", "pt", "pth", "bin"], key=f"w.{page}.weights.{nid}",
+                          max_upload_size=upload_mb("weights"),
                           help="Loaded with strict=True into the model the explorer builds; .pt files only with "
                                "weights_only=True (no code is run).")
     if up is not None and st.session_state.get("run.upload_seen") != (nid, up.file_id):
@@ -441,7 +443,7 @@ def input_images(network: Network, page: str, multiple: bool = True) -> list[Inp
     with c_up:
         key = f"w.{page}.upload"
         st.file_uploader("Upload images (PNG, JPEG, WebP, BMP, TIFF)", type=None, accept_multiple_files=True,
-                         key=key, on_change=_on_upload, args=(key, single_key),
+                         key=key, on_change=_on_upload, args=(key, single_key), max_upload_size=upload_mb("image"),
                          help="Several at once; up to 20 MB and 40 million pixels each. Kept while you switch pages.")
         if uploads and not st.session_state.get(key):
             st.caption(md_escape("Uploaded earlier: " + ", ".join(v[0] for v in uploads.values())))

@@ -6,6 +6,7 @@ setting with `setting_widget`, so a kind declared in `explorer.components` appea
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Optional
 
 from .. import components
@@ -13,7 +14,7 @@ from ..components import Setting
 from .format import md_escape
 
 __all__ = ["kinds", "title", "description", "settings", "defaults", "tasks", "default_head", "setting_widget",
-           "widget_value", "parse_setting_input"]
+           "widget_value", "parse_setting_input", "choice_title_at", "list_problem"]
 
 
 def tasks() -> tuple:
@@ -67,24 +68,68 @@ def widget_value(s: Setting, value: Any) -> Any:
     return value
 
 
+def list_problem(s: Setting, text: Any) -> Optional[str]:
+    """What is wrong with typed list text such as "4096, abc, -3", naming the first wrong item; None if nothing."""
+    items = [t.strip() for t in str(text or "").split(",") if t.strip()]
+    for t in items:
+        try:
+            v = int(t)
+        except ValueError:
+            return (f"{s.title}: {t!r} is not a whole number; type whole numbers separated by commas, such as "
+                    f"4096, 4096.")
+        if v < s.low:
+            return f"{s.title}: {v:,} must be at least {s.low:,}; change it or remove it."
+        if v > s.high:
+            return f"{s.title}: {v:,} must be at most {s.high:,}; change it or remove it."
+    if len(items) > s.max_items:
+        return f"{s.title}: at most {s.max_items} values; you typed {len(items)}, so remove some."
+    return None
+
+
 def parse_setting_input(s: Setting, raw: Any) -> Any:
-    """A widget's value as the spec takes it; text that is no list of whole numbers is kept as text, so the spec
-    check turns it into a sentence naming the setting."""
+    """A widget's value as the spec takes it; list text with a wrong item is kept as text (see `list_problem`,
+    which the draft's check answers with)."""
     if s.type == "int_list":
         text = str(raw or "")
-        try:
-            return [int(t) for t in text.replace(" ", "").split(",") if t]
-        except ValueError:
+        if list_problem(s, text):
             return text
+        return [int(t) for t in text.split(",") if t.strip()]
     if s.type == "int":
         return int(raw)
     if s.type == "float":
         return float(raw)
+    if s.type == "choice" and raw not in s.choices:
+        # The browser answers with the title it shows; after the map changed (another backbone) that is an
+        # earlier worked example ("global average (7×7×512 → 512)"): the same choice, whatever the numbers.
+        plain = _WORKED_MAP.sub("", str(raw))
+        return next((c for c in s.choices if _WORKED_MAP.sub("", s.choice_title(c)) == plain), raw)
     return raw
 
 
-def setting_widget(container, s: Setting, key: str, on_change: Callable, args: tuple = (), prefix: str = ""):
-    """Draw ``s`` in ``container`` with widget key ``key`` (its value seeded in session state before the call)."""
+# A choice title that works an example through ("flatten (7×7×512 → 25,088)"): the map and what it becomes.
+_WORKED_MAP = re.compile(r"(\d+)×(\d+)×(\d+) → ([\d,]+)")
+
+
+def choice_title_at(s: Setting, choice: Any, feature_map: Optional[tuple] = None) -> str:
+    """The choice's title with its worked example redone on ``feature_map`` = (channels, height, width), the map
+    the choice will really see: the declared example tells whether the choice keeps the channels (7×7×512 → 512)
+    or every value (→ 25,088)."""
+    title = s.choice_title(choice)
+    m = _WORKED_MAP.search(title)
+    if feature_map is None or m is None:
+        return title
+    eh, ew, ec, n = int(m[1]), int(m[2]), int(m[3]), int(m[4].replace(",", ""))
+    c, h, w = feature_map
+    out = c if n == ec else c * h * w if n == eh * ew * ec else None
+    if out is None:
+        return title
+    return f"{title[:m.start()]}{h}×{w}×{c} → {out:,}{title[m.end():]}"
+
+
+def setting_widget(container, s: Setting, key: str, on_change: Callable, args: tuple = (), prefix: str = "",
+                   feature_map: Optional[tuple] = None):
+    """Draw ``s`` in ``container`` with widget key ``key`` (its value seeded in session state before the call);
+    ``feature_map`` (c, h, w), the map the head reads, makes worked examples in choice titles true for it."""
     label = f"{prefix}{s.title}" if prefix and not s.title.lower().startswith(prefix.strip().lower()) else s.title
     help_ = md_escape(s.help) if s.help else None
     if s.type == "int":
@@ -96,6 +141,7 @@ def setting_widget(container, s: Setting, key: str, on_change: Callable, args: t
         return container.number_input(label, float(s.low), high, step=step, key=key, on_change=on_change,
                                       args=args, help=help_)
     if s.type == "choice":
-        return container.selectbox(label, list(s.choices), key=key, format_func=s.choice_title,
+        return container.selectbox(label, list(s.choices), key=key,
+                                   format_func=lambda choice: choice_title_at(s, choice, feature_map),
                                    on_change=on_change, args=args, help=help_)
     return container.text_input(label, key=key, on_change=on_change, args=args, help=help_)

@@ -40,7 +40,8 @@ def cached_analysis(name: str, c: int, h: int, w: int, dtype_name: str = "float3
     if dtype_name not in DTYPES:
         raise AnalysisError(f"Unknown dtype '{dtype_name}'; choose one of {', '.join(DTYPES)}.")
     # analyze() turns every input it cannot take (ViT's size assert included) into an AnalysisError sentence.
-    return analyze(name, (c, h, w), dtype=DTYPES[dtype_name])
+    inputs = len(catalog.info(name).input_shapes)  # RAFT: two frames of the same size
+    return analyze(name, (c, h, w) if inputs == 1 else ((c, h, w),) * inputs, dtype=DTYPES[dtype_name])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +59,11 @@ class Selection:
     @property
     def shape(self) -> tuple[int, int, int]:
         # Channels are the model's own (LeNet takes 1); only the spatial size is the user's to choose.
-        return (self.info.input_size[0], self.side, self.side)
+        return (self.info.input_shapes[0][0], self.side, self.side)
 
     @property
     def is_default_size(self) -> bool:
-        return self.shape == tuple(self.info.input_size)
+        return self.shape == tuple(self.info.input_shapes[0])
 
     def analysis(self) -> Analysis:
         """The cached analysis; raises AnalysisError (with a sentence to show) for an impossible input."""
@@ -70,7 +71,7 @@ class Selection:
 
 
 def default_side(model: str) -> int:
-    return int(catalog.info(model).input_size[-1])
+    return int(catalog.info(model).input_shapes[0][-1])
 
 
 def parse_query(params: Mapping[str, str]) -> tuple[Selection, list[str]]:

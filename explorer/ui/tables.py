@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis import Analysis
+from ..fields import fmt_range
 from .format import fmt_int, fmt_pair, fmt_rf, fmt_shape
 
 __all__ = ["layer_table", "stage_table", "stage_frame", "LAYER_EXTRAS", "LAYER_EXTRAS_DEFAULT", "part_rows",
@@ -63,7 +64,7 @@ def layer_table(a: Analysis, biases: bool = True, extras=LAYER_EXTRAS_DEFAULT, m
     """Draw ``a.to_frame()`` (the always-shown columns plus the ``extras`` chosen) and return the frame."""
     df = a.to_frame(biases=biases)
     # "global (212)" where the field is global, with the convolutional path's field kept beside it.
-    df["rf"] = [fmt_rf(r.rf, r.is_global) for r in a.layers]
+    df["rf"] = [fmt_rf(r.rf, r.is_global, rf_range=r.rf_range) for r in a.layers]
     shown = _LAYER_ALWAYS | {c for label in extras for c in LAYER_EXTRAS.get(label, [])}
     cols = [c for c in _LAYER_ORDER if c in shown]
     num = st.column_config.NumberColumn
@@ -145,7 +146,17 @@ def part_rows(a: Analysis) -> list:
 
 
 def level_rows(a: Analysis) -> list:
-    """The receptive field at each output level: the neck's outputs where there is a neck, else the model's."""
+    """The receptive field at each output level: the neck's outputs where there is a neck, else the model's.
+
+    "receptive field (centre unit)" is the field of the level's centre unit; where units differ (after
+    upsampling) "over units" gives the range and "which units" says which units see which (e.g. odd / even)."""
     levels = a.output_levels("neck") if "neck" in a.modules else a.output_levels("")
-    return [{"level": l["name"], "shape": fmt_shape(l["output_shape"]),
-             "receptive field": fmt_rf(l["rf"], l["is_global"]), "jump": fmt_pair(l["jump"])} for l in levels]
+    rows = []
+    for l in levels:
+        rng = l.get("rf_range")
+        rows.append({"level": l["name"], "shape": fmt_shape(l["output_shape"]),
+                     "receptive field (centre unit)": fmt_rf(l["rf"], l["is_global"]),
+                     "over units": fmt_range(rng) if rng is not None else "same for every unit",
+                     "which units": l.get("rf_phases") or "",
+                     "jump": fmt_pair(l["jump"])})
+    return rows

@@ -118,7 +118,8 @@ def network_choice():
                            "ships trained with the app, or a run of this session (its architecture; pretrained "
                            "modes start from its trained weights).")
     if source == "catalog":
-        names = catalog.names()
+        # int8 and optical-flow models do not train here (inference only / two frames in, no classes out)
+        names = [n for n in catalog.names() if catalog.info(n).source not in ("quantized", "optical_flow")]
         name = st.selectbox("Catalog model", names, index=names.index(DEFAULT_CATALOG), key=K + "catalog",
                             format_func=lambda n: f"{n} — {catalog.info(n).family} ({catalog.info(n).year})")
         return name, f"the catalog model {name} — {catalog.info(name).family} ({catalog.info(name).year})", None

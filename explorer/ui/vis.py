@@ -37,6 +37,6 @@ def cached_effective_rf(name: str, node: str, image: np.ndarray, side: int, unit
     """Effective-field heatmap (side × side, in [0, 1]) of ``unit`` of ``node`` on ``image`` (any size: it is
     resized and centre-cropped to ``side`` and normalised as the model's weights expect, the path of
     `explorer.images`), for the cached model ``name``."""
-    channels = int(catalog.info(name).input_size[0])
+    channels = int(catalog.info(name).input_shapes[0][0])
     return effective_rf(cached_model(name, pretrained), node, to_input(image, side, channels, model_name=name),
                         tuple(unit))

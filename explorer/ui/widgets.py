@@ -9,7 +9,22 @@ from .format import fmt_shape
 from .state import (DTYPES, MAX_SIDE, MIN_SIDE, Selection, current_selection, default_side, seed_widget,
                     set_selection)
 
-__all__ = ["model_label", "model_picker", "side_input", "dtype_picker", "input_fix_buttons"]
+__all__ = ["model_label", "model_picker", "side_input", "dtype_picker", "input_fix_buttons", "upload_mb"]
+
+
+def upload_mb(what: str) -> int:
+    """A file_uploader's own cap in MB (Streamlit's ``max_upload_size``, MiB like the library's caps), from the
+    cap the library applies anyway, so the browser refuses a bigger file before sending it. The server-wide
+    ``server.maxUploadSize`` (.streamlit/config.toml) is the largest of these."""
+    from .. import images, weights
+    from ..training.datasets import ZipLimits
+
+    caps = {"weights": weights.MAX_UPLOAD_BYTES, "image": images.MAX_BYTES, "zip": ZipLimits().max_bytes,
+            "spec": SPEC_BYTES}
+    return -(-caps[what] // 2**20)
+
+
+SPEC_BYTES = 1_000_000  # a spec JSON is read up to this many bytes (Compose's loader)
 
 # Widget keys. Streamlit forgets a widget's state on a page where it is not drawn, so each widget is seeded
 # from the shared selection before it is drawn and writes back to it in its on_change callback.
@@ -54,7 +69,7 @@ def model_picker(label: str = "Model") -> str:
 def side_input(label: str = "Input size (px)") -> int:
     sel = current_selection()
     _seed(W_SIDE, sel.side)
-    c, h, w = sel.info.input_size
+    c, h, w = sel.info.input_shapes[0]
     return st.number_input(
         label, min_value=MIN_SIDE, max_value=MAX_SIDE, step=1, key=W_SIDE, on_change=_on_side_change,
         help=f"Height = width of a square input. Channels stay at the model's {c}; "

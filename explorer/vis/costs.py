@@ -6,6 +6,7 @@ from plotly.subplots import make_subplots
 
 from ..analysis import Analysis
 
+CUMULATIVE_TICKS = (0, 20, 40, 60, 80, 100)  # percent, on the cumulative-share axis
 METRICS = {
     "parameters": (lambda r: r.params, "parameters"),
     "activation memory": (lambda r: r.activations if r.counted else 0, "activations (values)"),
@@ -34,7 +35,9 @@ def cost_figure(a: Analysis, metric: str, min_share: float = 0.0) -> go.Figure:
     fig.add_trace(go.Scatter(x=names, y=cum, name="cumulative %", mode="lines+markers", line=dict(color="#d1495b"),
                              hovertemplate="%{x}<br>%{y:.1f} % so far<extra></extra>"), secondary_y=True)
     fig.update_yaxes(title_text=label, secondary_y=False, tickformat=",")
-    fig.update_yaxes(title_text="cumulative share (%)", range=[0, 100.5], secondary_y=True, showgrid=False)
+    # Round ticks: left alone, plotly spaces the right axis to line up with the left one's (20.2, 40.5, …).
+    fig.update_yaxes(title_text="cumulative share (%)", range=[0, 100.5], secondary_y=True, showgrid=False,
+                     tickmode="array", tickvals=CUMULATIVE_TICKS)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10), bargap=0.15,
                       legend=dict(orientation="h", y=1.08, x=0), xaxis=dict(tickangle=-60))
     return fig

@@ -27,7 +27,7 @@ from ..analysis import GLOBAL, Analysis
 from .private import private_copy
 
 __all__ = ["SAMPLE_IMAGES", "stage_table", "rf_warnings", "theoretical_box", "effective_rf",
-           "output_size", "spatial_stages", "default_stage", "unit_centre",
+           "output_size", "spatial_stages", "default_stage", "unit_centre", "unit_size", "field_sentence",
            "sample_images", "center_crop", "to_input", "read_image", "rgb_uint8"]
 
 MISSING = "—"  # a stage the model does not have
@@ -63,6 +63,10 @@ def _stage_cell(a: Analysis, path: str):
         return GLOBAL
     if rf is None:
         return MISSING
+    if a.modules[path].get("rf_range") is not None:  # units differ (after upsampling): the range over units
+        from ..fields import fmt_range
+
+        return fmt_range(a.modules[path]["rf_range"], sep=False)
     h, w = (_num(v) for v in rf)
     return h if h == w else f"{h}×{w}"
 
@@ -70,7 +74,8 @@ def _stage_cell(a: Analysis, path: str):
 def stage_table(analyses: Mapping[str, Analysis], all_stages: bool = False) -> pd.DataFrame:
     """Theoretical receptive field (input pixels) at the output of each stage, one column per model.
 
-    Cells are ints (square fields), "h×w" text, "global" or "—" (no such stage). Stages that change no model's
+    Cells are ints (square fields), "h×w" text, "435–467 × 435–467" where units see different sizes,
+    "global" or "—" (no such stage). Stages that change no model's
     field (BatchNorm, ReLU, the fc after global pooling) only repeat the row above and are left out, as
     ``python -m explorer rf`` does, unless ``all_stages``."""
     names: list[str] = []
@@ -155,7 +160,8 @@ def spatial_stages(analysis: Analysis) -> list[str]:
             m = analysis.modules.get(path)
             if m is None or not _is_spatial(m) or m.get("rf") is None:
                 continue
-            key = (m["rf"], m.get("jump"), m.get("offset"), m.get("is_global"), tuple(m["output_shape"][1:]))
+            key = (m["rf"], m.get("rf_range"), m.get("jump"), m.get("offset"), m.get("is_global"),
+                   tuple(m["output_shape"][1:]))
             if key != prev:
                 out.append(path)
             prev = key
@@ -178,8 +184,14 @@ def default_stage(analysis: Analysis) -> Optional[str]:
 
 
 def _raw_box(analysis: Analysis, path: str, unit) -> tuple:
-    m = analysis.modules[path]
+    """(x0, y0, x1, y1) of the unclipped field of ``unit``: the exact interval of that unit (`unit_field`),
+    which after upsampling is not offset + i·jump ± (rf − 1)/2."""
     i, j = unit
+    field = analysis.unit_field(path, i, j)
+    if field is not None and None not in field:
+        (y0, y1), (x0, x1) = field
+        return x0, y0, x1, y1
+    m = analysis.modules[path]  # an analysis from before exact maps (a pickled cache): the affine rule
     cy = Fraction(m["offset"][0]) + i * Fraction(m["jump"][0])
     cx = Fraction(m["offset"][1]) + j * Fraction(m["jump"][1])
     hh, hw = (Fraction(m["rf"][0]) - 1) / 2, (Fraction(m["rf"][1]) - 1) / 2
@@ -199,11 +211,31 @@ def unit_centre(analysis: Analysis, path: str, unit: Optional[tuple] = None) -> 
     return _num((x0 + x1) / 2), _num((y0 + y1) / 2)
 
 
+def unit_size(analysis: Analysis, path: str, unit: tuple) -> tuple:
+    """(rows, cols): how many input pixels the field of ``unit`` spans per axis, unclipped."""
+    x0, y0, x1, y1 = _raw_box(analysis, path, unit)
+    return _num(y1 - y0 + 1), _num(x1 - x0 + 1)
+
+
+def field_sentence(analysis: Analysis, path: str) -> Optional[str]:
+    """Where the units of ``path`` see different sizes (after upsampling, transposed convs, unpooling): the range
+    and which units give which, e.g. "Units of neck differ: 435–467 × 435–467 px (435 at odd units, 467 at even
+    units (rows and columns))." None where every unit sees the same size."""
+    from ..fields import fmt_range
+
+    m = analysis.modules[path]
+    if m.get("rf_range") is None:
+        return None
+    return (f"Units of {path or 'the output'} see different fields: {fmt_range(m['rf_range'])} px "
+            f"({m['rf_phases']}); the centre unit sees {_px(*m['rf'])}.")
+
+
 def theoretical_box(analysis: Analysis, path: str, unit: Optional[tuple] = None, local: bool = False) -> tuple:
     """(x0, y0, x1, y1), inclusive input-pixel bounds of the theoretical field of output unit ``unit`` = (row,
     col) of module ``path`` (default: the centre unit), clipped to the image. x is the column (width) axis.
 
-    Per axis: centre = offset + i·jump, field = centre ± (rf − 1)/2. A global field is the whole image, unless
+    Per axis the exact interval of that unit (`Analysis.unit_field`; for a plain conv chain centre = offset +
+    i·jump, field = centre ± (rf − 1)/2; after upsampling units differ). A global field is the whole image, unless
     ``local``: then the box of the convolutional path (what the kernels reach, without SE gates or attention)."""
     if path not in analysis.modules:
         raise KeyError(f"{analysis.model_name} has no module '{path}'.")
@@ -216,14 +248,9 @@ def theoretical_box(analysis: Analysis, path: str, unit: Optional[tuple] = None,
     if m["is_global"] and not local:
         return (0, 0, W - 1, H - 1)
 
-    def axis(k, n, size):
-        centre = Fraction(m["offset"][n]) + k * Fraction(m["jump"][n])
-        half = (Fraction(m["rf"][n]) - 1) / 2
-        return _num(max(Fraction(0), centre - half)), _num(min(Fraction(size - 1), centre + half))
-
-    y0, y1 = axis(i, 0, H)
-    x0, x1 = axis(j, 1, W)
-    return (x0, y0, x1, y1)
+    x0, y0, x1, y1 = (Fraction(v) for v in _raw_box(analysis, path, (i, j)))
+    return (_num(max(Fraction(0), x0)), _num(max(Fraction(0), y0)),
+            _num(min(Fraction(W - 1), x1)), _num(min(Fraction(H - 1), y1)))
 
 
 # Feature extractors per (model, node), built once: tracing is the only step that touches module state.
