@@ -119,7 +119,7 @@ def test_params_and_gmacs_equal_torchvision_metadata(name):
 # Gradient support of the centre unit equals the analytic field exactly (both ends, in pixels).
 RF_CASES = [
     ("resnet18", "layer4", 480, False),
-    ("vgg16", "features.30", 224, False),
+    pytest.param("vgg16", "features.30", 224, False, marks=pytest.mark.slow),  # 8 s: `make test` only
     ("densenet121", "features.transition1", 128, False),
     ("googlenet", "inception3a", 128, False),
     ("mobilenet_v2", "features.10", 256, False),  # ReLU6 would saturate: replaced

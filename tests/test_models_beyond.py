@@ -273,6 +273,7 @@ def _compose_page(spec=None):
     return at
 
 
+@pytest.mark.slow  # a real CPU forward per count: `make test` runs it
 def test_compose_page_sets_the_proposal_count_and_says_what_the_macs_assume():
     at = _compose_page(_detector("faster_rcnn"))
     box = next(n for n in at.number_input if n.label == "Proposals per image")

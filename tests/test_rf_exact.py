@@ -49,7 +49,7 @@ def _detector(neck, size, backbone="resnet18", **bb):
                  neck=dict(kind=neck, width=16), head=dict(kind="yolo", num_classes=1))
 
 
-@pytest.mark.parametrize("neck", ["fpn", "panet"])
+@pytest.mark.parametrize("neck", ["fpn", pytest.param("panet", marks=pytest.mark.slow)])
 def test_fpn_and_panet_finest_level_units_differ_by_phase(neck):
     s = _detector(neck, 512)
     a = analyze_spec(s, training_memory=False)

@@ -159,6 +159,7 @@ def test_the_cumulative_axis_has_round_ticks():
     assert tuple(fig.layout.yaxis2.tickvals) == (0, 20, 40, 60, 80, 100)
 
 
+@pytest.mark.slow  # three analyses at two sizes: `make test` runs it
 def test_pooling_titles_are_worked_on_the_real_last_map():
     at = open_compose()  # resnet18: 7×7×512
     assert at.selectbox(key="compose.head.classification.pooling").options == [
