@@ -124,7 +124,6 @@ def _family_for(name: str) -> Family:
 
 def _torchvision_info(name: str) -> ModelInfo:
     weights = torchvision.models.get_model_weights(name).DEFAULT
-    meta = weights.meta
     crop = weights.transforms.keywords.get("crop_size", 224)
     kwargs: dict = {}
     note = ""
@@ -136,11 +135,18 @@ def _torchvision_info(name: str) -> ModelInfo:
     if name == "inception_v3":
         note = ("torchvision's published num_params (27,161,264) includes the auxiliary classifier, which is "
                 "only used in training; built with aux_logits=True the counts agree.")
-    fam = _family_for(name)
+    return _published_info(name, name, weights, "torchvision", kwargs, note)
+
+
+def _published_info(name: str, family_of: str, weights, source: str, kwargs: dict, note: str) -> ModelInfo:
+    """A catalog entry from torchvision's weights metadata (ImageNet-1K figures, parameters, `_ops`, crop)."""
+    meta = weights.meta
+    crop = weights.transforms.keywords.get("crop_size", 224)
+    fam = _family_for(family_of)
     metrics = meta["_metrics"]["ImageNet-1K"]
     return ModelInfo(
         name=name, family=fam.name, year=fam.year, paper=fam.paper, description=fam.introduced,
-        input_size=(3, crop, crop), num_classes=len(meta["categories"]), source="torchvision",
+        input_size=(3, crop, crop), num_classes=len(meta["categories"]), source=source,
         acc1=metrics["acc@1"], acc5=metrics["acc@5"], num_params=meta["num_params"], gmacs=meta["_ops"],
         weights=str(weights), build_kwargs=tuple(kwargs.items()), note=note,
     )
@@ -157,7 +163,6 @@ def _quantized_info(name: str) -> ModelInfo:
     quantizable model fused, calibrated and converted on the CPU, as the builder does before loading weights."""
     weights = torchvision.models.get_model_weights(name).DEFAULT
     meta = weights.meta
-    crop = weights.transforms.keywords.get("crop_size", 224)
     float_name = name.removeprefix("quantized_")
     kwargs: dict = {"quantize": True, "backend": meta["backend"]}
     note = _QUANTIZED_NOTE
@@ -165,14 +170,7 @@ def _quantized_info(name: str) -> ModelInfo:
         kwargs.update(aux_logits=False, init_weights=True)  # as the int8 weights are used
     if float_name == "inception_v3":
         note += " Its published num_params also includes the auxiliary classifier, which is not built."
-    fam = _family_for(float_name)
-    metrics = meta["_metrics"]["ImageNet-1K"]
-    return ModelInfo(
-        name=name, family=fam.name, year=fam.year, paper=fam.paper, description=fam.introduced,
-        input_size=(3, crop, crop), num_classes=len(meta["categories"]), source="quantized",
-        acc1=metrics["acc@1"], acc5=metrics["acc@5"], num_params=meta["num_params"], gmacs=meta["_ops"],
-        weights=str(weights), build_kwargs=tuple(kwargs.items()), note=note,
-    )
+    return _published_info(name, float_name, weights, "quantized", kwargs, note)
 
 
 # The frame size torchvision's published `_ops` for RAFT is measured at (checked: analyze gives it exactly).
