@@ -46,6 +46,7 @@ page = st.navigation([
     st.Page("app_pages/zoo.py", title="Zoo", url_path="zoo", icon=":material/scatter_plot:"),
     st.Page("app_pages/calculator.py", title="Calculator", url_path="calculator", icon=":material/calculate:"),
     st.Page("app_pages/compare.py", title="Compare", url_path="compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/teacher.py", title="Teacher", url_path="teacher", icon=":material/school:"),
 ])
 ui.sync_url(page.url_path)  # the address bar names what is committed (and what this page shows)
 ui.sidebar_summary(page.url_path)

@@ -205,17 +205,20 @@ def test_the_composition_and_a_ready_model_as_the_network(runs_root):
 
 
 @pytest.mark.training
-def test_a_fourth_run_is_refused_with_the_limit_named_and_queued_runs_say_their_place(runs_root):
+def test_a_fourth_run_is_refused_with_the_limit_named_and_queued_runs_say_their_place(runs_root, monkeypatch):
+    monkeypatch.setenv("EXPLORER_QUOTA_RUNS", "3")  # the server's per-session quota (default 8)
     at = open_page("train")
     at.number_input(key="w.train.epochs").set_value(500).run()  # none of them ends during the test
     ids = []
-    for _ in range(3):
+    for seed in range(3):  # three different runs (an identical config would be trained once and shared)
+        at.number_input(key="w.train.seed").set_value(seed).run()
         at.button(key="w.train.start").click().run()
         assert_clean(at)
         ids.append(param(at, "run"))
     assert len(set(ids)) == 3
     # one slot on two cores: the first trains (or is starting), the other two wait in order
-    assert "position 2 in the queue" in run_line(at) and "**queued**" in run_line(at)
+    assert "2nd in line" in run_line(at) and "**queued**" in run_line(at)
+    at.number_input(key="w.train.seed").set_value(3).run()
     at.button(key="w.train.start").click().run()
     assert [e.value for e in at.error] == [
         "You already have 3 runs queued or running, the limit of 3 per session; wait for one to end, or stop one."]

@@ -239,6 +239,7 @@ def test_a_download_not_on_disk_offers_its_button_and_cannot_start(runs_root, tm
     box = at.selectbox(key="w.train.dataset")
     offline = [datasets.get(n).title for n in datasets.names()]
     assert box.options == offline + ["CIFAR-10 (a download)", "Oxford-IIIT Pets, 37 breeds at 96×96 (a download)",
+                                     "Oxford-IIIT Pets trimaps (segmentation, 96×96) (a download)",
                                      "Your own data: a zip of one folder per class"]
     box.set_value("cifar10").run()
     assert_clean(at)

@@ -228,15 +228,16 @@ def test_queue_bound_and_quota_per_owner(tmp_path):
     with pytest.raises(TrainingError, match=r"^You already have 2 runs queued or running, the limit of 2 per "
                                             r"session; wait for one to end, or stop one\.$"):
         manager.submit(_cfg(), owner="ann")
-    other = manager.submit(_cfg(epochs=1), owner="bob")  # another session's quota is its own
-    assert manager.status(other)["queue_position"] == 2
+    other = manager.submit(_cfg(epochs=1, seed=2), owner="bob")  # another session's quota is its own
+    # Fair sharing: bob has nothing running and ann has one, so bob's run is next, ahead of ann's second.
+    assert manager.status(other)["queue_position"] == 1 and manager.status(second)["queue_position"] == 2
     assert [s["run_id"] for s in manager.list(owner="ann")] == [second, first]
+    assert manager.stop(other) == "The run was taken off the queue."
+    assert manager.status(other)["state"] == "stopped" and "queue_position" not in manager.status(other)
+    assert manager.status(second)["queue_position"] == 1
     first_status = _ended(manager, first)
     assert first_status["state"] == "finished"
     assert manager.status(second)["state"] == "running"  # started by the poll that saw the first end
-    assert manager.status(other)["queue_position"] == 1
-    assert manager.stop(other) == "The run was taken off the queue."
-    assert manager.status(other)["state"] == "stopped" and "queue_position" not in manager.status(other)
     second_status = _ended(manager, second)
     assert second_status["state"] == "finished"
     assert second_status["started"] >= first_status["ended"]

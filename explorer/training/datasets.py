@@ -27,6 +27,13 @@ Opt-in downloads (declared with a `Download`; fetched, checked and unpacked into
   centre-cropped to 96×96 (at 224 px the 7,349 photos would take 4.4 GB as float32; at 96 px, 0.8 GB); the
   resized pixels are kept beside the photos so later runs start in a second.
 
+Segmentation (masks N×H×W of class indices; ``Dataset.ignore_index`` pixels are neither trained on nor scored):
+
+* ``shapes`` — offline: 900 64×64 scenes of textured circles, squares, triangles and thin rings drawn with
+  ``skimage.draw`` (`explorer.training.shapes`), exact masks; 600 / 150 / 150.
+* ``pets_trimaps`` — the Oxford-IIIT Pet download's trimaps: pet / background, the border ignored (255), each
+  photo and its trimap (nearest) resized and centre-cropped to 96×96.
+
 Your own data: `from_zip(data, limits)` reads a zip of one folder per class (ImageFolder layout), checked before
 anything is decompressed to memory, each refusal one sentence. `store_upload(data)` checks it the same way, keeps
 it in the data folder (``uploads/<sha256[:16]>.zip``) and returns a name (``"zip:<sha256[:16]>"``) that `get`
@@ -61,7 +68,7 @@ __all__ = ["Dataset", "Splits", "Target", "Download", "Archive", "PreviewSample"
            "register", "from_zip", "store_upload", "uploads_folder", "prepare", "SPLIT_SEED", "PETS_SIDE"]
 
 SPLIT_SEED = 0  # the splits are part of a data set, not of a run: every run of a data set sees the same test split
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "segmentation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +106,8 @@ class Download:
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    """Normalised images (float32, N×C×H×W) and targets (int64 class indices, or float32 values) per split."""
+    """Normalised images (float32, N×C×H×W) and targets (int64 class indices, float32 values, or int64 masks
+    N×H×W for segmentation) per split."""
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
@@ -121,15 +129,16 @@ class PreviewSample:
 class Dataset:
     name: str
     title: str
-    task: str  # "classification" | "regression"
+    task: str  # "classification" | "regression" | "segmentation"
     input_shape: tuple[int, int, int]  # C, H, W of one sample
     source: str  # where the data comes from, in a sentence
-    classes: tuple[str, ...] | None = None  # classification
+    classes: tuple[str, ...] | None = None  # classification; segmentation: the name of each mask value
     target: Target | None = None  # regression
     mean: tuple[float, ...] = (0.5,)  # the normalisation the splits carry: x = (pixel - mean) / std
     std: tuple[float, ...] = (0.5,)
     loader: Callable[[], Splits] | None = dataclasses.field(default=None, repr=False)
     download: Download | None = None
+    ignore_index: int | None = None  # segmentation: the mask value that is neither trained on nor scored
 
     @property
     def num_classes(self) -> int | None:
@@ -174,6 +183,10 @@ class Dataset:
         if self.task == "regression":
             unit = self.target.unit
             return f"{float(y):.1f}{'' if unit == '°' else ' '}{unit}"
+        if self.task == "segmentation":  # a mask: the classes in it, background (value 0) left out
+            values = set(torch.as_tensor(y).unique().tolist())
+            found = [c for i, c in enumerate(self.classes) if i in values and i > 0]
+            return ", ".join(found) or self.classes[0]
         return self.classes[int(y)]
 
     def preview(self, n: int = 8) -> list[PreviewSample]:
@@ -210,6 +223,9 @@ def _check_splits(dataset: Dataset, s: Splits) -> None:
     # A declaration that does not match its data is a bug of the declaration, caught on first load.
     for x in (s.x_train, s.x_val, s.x_test):
         assert tuple(x.shape[1:]) == dataset.input_shape, (dataset.name, tuple(x.shape), dataset.input_shape)
+    if dataset.task == "segmentation":
+        for y in (s.y_train, s.y_val, s.y_test):
+            assert y.dtype == torch.int64 and tuple(y.shape[1:]) == dataset.input_shape[1:], (dataset.name, y.shape)
 
 
 def _as_picture(x: torch.Tensor) -> np.ndarray:
@@ -441,12 +457,123 @@ def _load_pets() -> Splits:
     return _pixel_splits(dataset, pixels, labels, train, val, np.arange(trainval, len(labels)))
 
 
+# -- segmentation ------------------------------------------------------------------------------------------------
+SHAPES_SIZES = (600, 150, 150)  # train / validation / test: an epoch of a homework model in seconds on one thread
+TRIMAPS_SIDE = 96  # 7,349 photos: 0.8 GB of float32 pixels and 0.5 GB of int64 masks at 96 px
+TRIMAPS_IGNORE = 255  # the trimaps' border pixels (value 3): between pet and background, not scored
+
+
+def _mask_splits(dataset: Dataset, pixels: np.ndarray, masks: np.ndarray, train, val, test) -> Splits:
+    """Splits of uint8 pixels (N×H×W×3) and masks (N×H×W, any integer type) as normalised images and int64 masks."""
+    y = torch.from_numpy(np.asarray(masks)).to(torch.int64)
+    parts = [(_normalised(pixels[idx], dataset), y[torch.from_numpy(np.asarray(idx))].contiguous())
+             for idx in (train, val, test)]
+    return Splits(parts[0][0], parts[0][1], parts[1][0], parts[1][1], parts[2][0], parts[2][1])
+
+
+def _load_shapes() -> Splits:
+    from . import shapes
+
+    n_train, n_val, n_test = SHAPES_SIZES
+    pixels, masks = shapes.generate(n_train + n_val + n_test, seed=SPLIT_SEED)
+    cut = np.cumsum(SHAPES_SIZES)
+    return _mask_splits(_REGISTRY["shapes"], pixels, masks, np.arange(cut[0]), np.arange(cut[0], cut[1]),
+                        np.arange(cut[1], cut[2]))
+
+
+def _resize_crop_mask(mask, size: tuple[int, int]):
+    """A mask resized and centre-cropped exactly as `images.resize_crop` does its photo, but nearest: a resampled
+    mask holds only the values it had."""
+    from PIL import Image
+
+    h, w = size
+    iw, ih = mask.size
+    scale = max(h / ih, w / iw)
+    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
+    mask = mask.resize((nw, nh), Image.NEAREST)
+    left, top = (nw - w) // 2, (nh - h) // 2
+    return mask.crop((left, top, left + w, top + h))
+
+
+def _trimaps_pixels(root: pathlib.Path, side: int = TRIMAPS_SIDE,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(N×side×side×3 uint8 photos, N×side×side uint8 masks, how many are trainval): the trainval photos then the
+    test photos with their trimaps (1 pet, 2 background, 3 border) as masks 0 pet, 1 background, 255 border.
+    Decoded once and kept beside the photos (``explorer-trimaps-<side>px.npz``, keyed by the split lists)."""
+    from torchvision.datasets import OxfordIIITPet
+
+    from ..images import resize_crop
+
+    base = root / _PETS_FOLDER
+    try:
+        key = _pets_cache_key(base, side)
+    except OSError as e:
+        raise DatasetError(f"The Oxford-IIIT Pet split lists in {base / 'annotations'} cannot be read "
+                           f"({e.strerror}); delete {base} and download the data set again.") from None
+    cache = base / f"explorer-trimaps-{side}px.npz"
+    try:
+        with np.load(cache, allow_pickle=False) as kept:
+            if str(kept["key"]) == key:
+                return kept["pixels"], kept["masks"], int(kept["trainval"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        pass  # not made yet, or damaged: made again below
+    to_mask = np.full(256, TRIMAPS_IGNORE, dtype=np.uint8)
+    to_mask[1], to_mask[2] = 0, 1  # 1 pet → 0, 2 background → 1, 3 border (and anything else) → ignored
+
+    def pair(image, trimap):
+        photo = np.asarray(resize_crop(image, (side, side)).convert("RGB"), dtype=np.uint8)
+        return photo, to_mask[np.asarray(_resize_crop_mask(trimap, (side, side)), dtype=np.uint8)]
+
+    try:
+        parts = [OxfordIIITPet(str(root), split=split, target_types="segmentation", transforms=pair)
+                 for split in ("trainval", "test")]
+    except (RuntimeError, OSError, ValueError) as e:
+        raise DatasetError(f"The Oxford-IIIT Pet files in {base} cannot be read ({str(e)[:80]}); delete that folder "
+                           "and download the data set again.") from None
+    total = sum(len(p) for p in parts)
+    pixels = np.empty((total, side, side, 3), dtype=np.uint8)
+    masks = np.empty((total, side, side), dtype=np.uint8)
+    i = 0
+    for part in parts:
+        for j in range(len(part)):
+            try:
+                pixels[i], masks[i] = part[j]
+            except (OSError, ValueError, SyntaxError):  # PIL: a photo or trimap missing, truncated or not an image
+                photo = getattr(part, "_images", [None] * (j + 1))[j]
+                raise DatasetError(f"The photo {getattr(photo, 'name', f'number {j + 1}')} or its trimap in {base} "
+                                   f"is missing, damaged or not an image; delete {base} and download the data set "
+                                   "again.") from None
+            i += 1
+            if progress is not None and (i % 64 == 0 or i == total):
+                progress(i, total)
+    try:
+        with tempfile.NamedTemporaryFile(dir=base, prefix=f".{cache.name}.", suffix=".partial", delete=False) as f:
+            np.savez(f, pixels=pixels, masks=masks, trainval=len(parts[0]), key=key)
+        os.replace(f.name, cache)
+    except OSError:  # a read-only folder filled by hand: decoded again next time
+        with contextlib.suppress(OSError, NameError):
+            os.unlink(f.name)
+    return pixels, masks, len(parts[0])
+
+
+def _load_pets_trimaps() -> Splits:
+    dataset = _REGISTRY["pets_trimaps"]
+    root = downloads.unpacked(dataset.download, dataset.title)
+    pixels, masks, trainval = _trimaps_pixels(root)
+    order = np.random.default_rng(SPLIT_SEED).permutation(trainval)
+    n_val = max(1, round(0.1 * trainval)) if trainval > 1 else 0
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return _mask_splits(dataset, pixels, masks, train, val, np.arange(trainval, len(masks)))
+
+
 def prepare(name, progress: Callable[[int, int], None] | None = None) -> None:
-    """Do once what loading ``name`` needs beyond its files, with ``progress(done, total)``: for Oxford-IIIT Pets,
-    decode and resize the photos (kept beside them); nothing for the others."""
+    """Do once what loading ``name`` needs beyond its files, with ``progress(done, total)``: for Oxford-IIIT Pets
+    (breeds or trimaps), decode and resize the photos (kept beside them); nothing for the others."""
     dataset = get(name)
     if dataset.name == "oxford_pets" and dataset.available:
         _pets_pixels(downloads.unpacked(dataset.download, dataset.title), progress=progress)
+    elif dataset.name == "pets_trimaps" and dataset.available:
+        _trimaps_pixels(downloads.unpacked(dataset.download, dataset.title), progress=progress)
 
 
 _REGISTRY: dict[str, Dataset] = {}
@@ -483,6 +610,14 @@ register(Dataset(
     "scikit-image's bundled skimage.data.lfw_subset(): 200 greyscale 25×25 images, the first 100 faces from "
     "Labeled Faces in the Wild, the other 100 not faces; 60/20/20 stratified split",
     classes=("not a face", "face"), mean=(0.5,), std=(0.5,), loader=_load_faces))
+register(Dataset(
+    "shapes", "Shapes (segmentation, 64×64)", "segmentation", (3, 64, 64),
+    f"generated offline with skimage.draw (explorer.training.shapes, seed {SPLIT_SEED}): 64×64 colour scenes of two "
+    "to five circles, squares, triangles and thin rings of random size, colour and texture on striped or "
+    "checkered backgrounds, slightly blurred and noisy, with exact masks; "
+    f"{SHAPES_SIZES[0]} training, {SHAPES_SIZES[1]} validation and {SHAPES_SIZES[2]} test scenes",
+    classes=("background", "circle", "square", "triangle", "ring"), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    loader=_load_shapes))
 # Opt-in downloads: listed always, trainable once their archives are in the data folder (`Dataset.available`).
 register(Dataset(
     "cifar10", "CIFAR-10", "classification", (3, 32, 32),
@@ -508,6 +643,23 @@ register(Dataset(
                        Archive("https://www.robots.ox.ac.uk/~vgg/data/pets/data/annotations.tar.gz",
                                "95a8c909bbe2e81eed6a22bccdf3f68f", 19_173_078, _PETS_FOLDER,
                                (f"{_PETS_FOLDER}/annotations/trainval.txt", f"{_PETS_FOLDER}/annotations/test.txt"))),
+                      _PETS_FOLDER, "torchvision.datasets.OxfordIIITPet")))
+# Segmentation: masks N×H×W of class indices (int64); ``ignore_index`` pixels are neither trained on nor scored.
+_PETS_ARCHIVES = _REGISTRY["oxford_pets"].download.archives
+register(Dataset(
+    "pets_trimaps", f"Oxford-IIIT Pets trimaps (segmentation, {TRIMAPS_SIDE}×{TRIMAPS_SIDE})", "segmentation",
+    (3, TRIMAPS_SIDE, TRIMAPS_SIDE),
+    "Oxford-IIIT Pet (Parkhi et al., 2012): 7,349 photos of cats and dogs with trimaps, an opt-in download read "
+    "with torchvision.datasets.OxfordIIITPet(target_types=\"segmentation\"); pet and background, the border "
+    f"between them not scored; the trainval photos split 90/10 into training and validation, the test photos as "
+    f"test, each resized and centre-cropped to {TRIMAPS_SIDE}×{TRIMAPS_SIDE} (the trimap nearest) and normalised "
+    "with ImageNet's mean / std",
+    classes=("pet", "background"), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+    loader=_load_pets_trimaps, ignore_index=TRIMAPS_IGNORE,
+    # the same two archives as the breeds; the annotations archive must also have given the trimaps
+    download=Download((_PETS_ARCHIVES[0],
+                       dataclasses.replace(_PETS_ARCHIVES[1], gives=_PETS_ARCHIVES[1].gives
+                                           + (f"{_PETS_FOLDER}/annotations/trimaps",))),
                       _PETS_FOLDER, "torchvision.datasets.OxfordIIITPet")))
 
 

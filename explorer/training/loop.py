@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import datasets as datasets_module
+from . import segmentation
 from .config import MAX_BATCH, TrainConfig
 from .datasets import Dataset, PreviewSample, Splits
 from .errors import TrainingError
@@ -53,10 +54,14 @@ def choose_device(preference: str = "auto") -> torch.device:
     return torch.device(preference)
 
 
-def training_loss(out: torch.Tensor, target: torch.Tensor, task: str, label_smoothing: float = 0.0) -> torch.Tensor:
-    """What a training step minimises: the MSE of the (standardised) target, or cross-entropy with smoothing."""
+def training_loss(out: torch.Tensor, target: torch.Tensor, task: str, label_smoothing: float = 0.0,
+                  ignore_index: int | None = None) -> torch.Tensor:
+    """What a training step minimises: the MSE of the (standardised) target, cross-entropy with smoothing, or for
+    segmentation the per-pixel cross-entropy over the pixels that are not ``ignore_index``."""
     if task == "regression":
         return F.mse_loss(out[:, 0].float(), target)
+    if task == "segmentation":
+        return segmentation.segmentation_loss(out, target, ignore_index, label_smoothing)
     return F.cross_entropy(out.float(), target, label_smoothing=label_smoothing)
 
 
@@ -94,7 +99,7 @@ def make_augmenter(augmentation, mean, std, size: tuple[int, int]) -> Callable[[
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, num_classes: int | None = None, *,
              scale: tuple[float, float] | None = None, pairs: bool = False, batch_size: int = EVAL_BATCH,
-             autocast=contextlib.nullcontext) -> dict:
+             autocast=contextlib.nullcontext, ignore_index: int | None = None) -> dict:
     """Metrics of ``model`` (in eval mode) on ``x`` / ``y``.
 
     Classification: ``loss`` (cross-entropy, no smoothing), ``accuracy`` (top-1), ``top5`` (more than five
@@ -102,7 +107,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, num_
     Regression: ``mse``, ``mae`` (in the target's unit), ``loss`` (= mse), ``count``. With ``pairs``, the
     (predicted, true) value or class of every sample, in order (what a confusion cell or a scatter point counts).
     ``scale`` = (mean, std) of a model still predicting the standardised target.
+    Segmentation: `segmentation.evaluate_segmentation` (``loss``, ``pixel_accuracy``, ``miou``, ``iou``, ``dice``,
+    ``mean_dice``, ``confusion`` of pixels, ``count`` images, ``pixels`` scored), ``ignore_index`` not scored.
     """
+    if task == "segmentation":
+        return segmentation.evaluate_segmentation(model, x, y, num_classes, ignore_index,
+                                                  batch_size=min(batch_size, segmentation.EVAL_BATCH),
+                                                  autocast=autocast)
     was_training = model.training
     model.eval()
     outs = []
@@ -163,7 +174,8 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, *, task: str, num_classe
         time_budget: float | None = None, device: torch.device | str = "cpu",
         on_batch: Callable[[dict], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
         should_stop: Callable[[], bool] | None = None, on_checkpoint: Callable[[dict], None] | None = None,
-        after_epoch: Callable[[nn.Module, int], None] | None = None, resume: dict | None = None) -> FitResult:
+        after_epoch: Callable[[nn.Module, int], None] | None = None, resume: dict | None = None,
+        ignore_index: int | None = None) -> FitResult:
     """Train ``model`` in place on ``data.x_train`` with ``recipe``; measure ``data.x_val`` after every epoch.
 
     ``target_scale`` (regression): (mean, std) of the training targets; the model learns the standardised target
@@ -174,6 +186,9 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, *, task: str, num_classe
     epoch)`` the model after each epoch's validation (to look at it, not to change it), ``should_stop()`` is asked
     after each step (a stop mid-epoch records that epoch's row with ``stopped_after_batch`` and no checkpoint).
     ``resume`` is such a state: training continues with the next epoch, exactly as an uninterrupted run.
+    Segmentation (``task="segmentation"``): ``y`` are N×H×W masks, the loss is per pixel (``ignore_index`` pixels
+    left out), ``augment(x, y)`` changes images and masks together, the training accuracy is the pixel accuracy
+    and the validation metrics come from one confusion matrix (`segmentation.scores`).
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
@@ -218,7 +233,7 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, *, task: str, num_classe
     safe_state = _snapshot(model)
 
     def loss_of(out, target):
-        return training_loss(out, target, task, label_smoothing)
+        return training_loss(out, target, task, label_smoothing, ignore_index)
 
     def checkpoint(epoch: int) -> dict:
         # deep copies: the optimiser's state dict holds its live moment tensors, which the next step changes
@@ -246,11 +261,15 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, *, task: str, num_classe
                     m.eval()
                 loss_sum, seen, partial = 0.0, 0, None
                 correct = torch.zeros((), dtype=torch.int64, device=device)
+                scored_pixels = torch.zeros((), dtype=torch.int64, device=device)  # segmentation
                 for b in range(steps):
                     idx = order[b * batch_size:(b + 1) * batch_size]
                     xb, yb = x_train[idx], y_train[idx]
                     if augment is not None:
-                        xb = augment(xb)
+                        if task == "segmentation":
+                            xb, yb = augment(xb, yb)
+                        else:
+                            xb = augment(xb)
                     used = [g["lr"] for g in optimizer.param_groups]
                     optimizer.zero_grad(set_to_none=True)
                     try:
@@ -284,6 +303,10 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, *, task: str, num_classe
                     seen += len(idx)
                     if task == "classification":
                         correct += (out.argmax(1) == yb).sum()
+                    elif task == "segmentation":
+                        scored = yb != (-100 if ignore_index is None else ignore_index)
+                        correct += ((out.argmax(1) == yb) & scored).sum()
+                        scored_pixels += scored.sum()
                     if on_batch is not None:
                         on_batch({"epoch": epoch, "batch": b + 1, "step": step, "loss": value, "lr": used[-1],
                                   "lrs": dict(zip((g["name"] for g in optimizer.param_groups), used))})
@@ -293,9 +316,14 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, *, task: str, num_classe
                         break
                 train_seconds = time.perf_counter() - epoch_start
                 validation = evaluate(model, x_val, y_val, task, num_classes, scale=target_scale,
-                                      autocast=autocast)
+                                      autocast=autocast, ignore_index=ignore_index)
                 row = {"epoch": epoch, "epochs": recipe.epochs}
-                if task == "regression":  # the training loss in the target's unit, like the validation MSE
+                if task == "segmentation":
+                    row["train_loss"] = loss_sum / max(seen, 1)
+                    row["train_pixel_accuracy"] = int(correct) / max(int(scored_pixels), 1)
+                    row.update(val_loss=validation["loss"], val_pixel_accuracy=validation["pixel_accuracy"],
+                               val_miou=validation["miou"], val_mean_dice=validation["mean_dice"])
+                elif task == "regression":  # the training loss in the target's unit, like the validation MSE
                     row["train_loss"] = loss_sum / max(seen, 1) * (target_scale[1] ** 2 if target_scale else 1.0)
                     row.update(val_loss=validation["loss"], val_mse=validation["mse"], val_mae=validation["mae"])
                 else:
@@ -355,7 +383,8 @@ class TrainResult:
     dataset: Dataset
     history: list[dict]  # one row per epoch
     validation: dict  # the last epoch's validation metrics
-    test: dict  # the test split at the end: accuracy / top5 / confusion / loss, or mse / mae / pairs
+    test: dict  # the test split at the end: accuracy / top5 / confusion / loss, or mse / mae / pairs, or
+    # (segmentation) loss / pixel_accuracy / miou / iou / dice / mean_dice / confusion / count / pixels
     lrs: dict[str, list[float]]  # the learning rate of every step, per parameter group
     notes: list[str]  # what was adapted or decided, each a phrase
     stopped: str | None
@@ -438,7 +467,11 @@ def train(cfg: TrainConfig, *, on_batch=None, on_epoch=None, should_stop=None, o
         if ds.task == "regression":
             y = data.y_train.to(torch.float64)
             scale = (float(y.mean()), float(y.std()) or 1.0)
-        augment = make_augmenter(cfg.augmentation, run.mean, run.std, tuple(p.input_shape[1:]))
+        if ds.task == "segmentation":
+            augment = segmentation.make_joint_augmenter(cfg.augmentation, run.mean, run.std,
+                                                        tuple(p.input_shape[1:]), ds.ignore_index)
+        else:
+            augment = make_augmenter(cfg.augmentation, run.mean, run.std, tuple(p.input_shape[1:]))
         if cfg.augmentation.active:
             p.notes.append(f"augmentation: {cfg.augmentation.describe()}")
         p.notes.append(f"recipe: {run.recipe.describe()}")
@@ -458,7 +491,7 @@ def train(cfg: TrainConfig, *, on_batch=None, on_epoch=None, should_stop=None, o
                          target_scale=scale, seed=cfg.seed, early_stopping=cfg.early_stopping,
                          time_budget=cfg.time_budget, device=device, on_batch=on_batch, on_epoch=on_epoch,
                          should_stop=should_stop, on_checkpoint=on_checkpoint, after_epoch=after_epoch,
-                         resume=resume)
+                         resume=resume, ignore_index=ds.ignore_index)
         except TrainingError as e:
             if e.last_state is not None and scale is not None:  # hand back weights that predict the target itself
                 p.model.load_state_dict(e.last_state)
@@ -467,7 +500,8 @@ def train(cfg: TrainConfig, *, on_batch=None, on_epoch=None, should_stop=None, o
         model = p.model
         if scale is not None:
             fold_target_scale(p.regression_layer, *scale)
-        test = evaluate(model, data.x_test.to(device), data.y_test.to(device), ds.task, ds.num_classes, pairs=True)
+        test = evaluate(model, data.x_test.to(device), data.y_test.to(device), ds.task, ds.num_classes, pairs=True,
+                        ignore_index=ds.ignore_index)
         model.cpu().eval()
         if device.type == "cuda":
             model.to(memory_format=torch.contiguous_format)
@@ -506,7 +540,12 @@ def augmentation_preview(cfg: TrainConfig, n: int = 8) -> list[tuple[PreviewSamp
     dataset = datasets_module.get(cfg.dataset)
     splits = dataset.splits()
     x = splits.x_train[:n]
-    augment = make_augmenter(cfg.augmentation, dataset.mean, dataset.std, tuple(dataset.input_shape[1:]))
+    if dataset.task == "segmentation":  # the masks move with the images; the label names the classes in view
+        joint = segmentation.make_joint_augmenter(cfg.augmentation, dataset.mean, dataset.std,
+                                                  tuple(dataset.input_shape[1:]), dataset.ignore_index)
+        augment = None if joint is None else (lambda batch: joint(batch, splits.y_train[:n])[0])
+    else:
+        augment = make_augmenter(cfg.augmentation, dataset.mean, dataset.std, tuple(dataset.input_shape[1:]))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         changed = augment(x) if augment is not None else x
@@ -542,7 +581,9 @@ def sample_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, datas
                        pictures: torch.Tensor, scale: tuple[float, float] | None = None) -> list[dict]:
     """One dict per image: ``image`` (H×W or H×W×3 floats in [0, 1], as a person sees it), ``truth`` and
     ``predicted`` (class names, or values in the target's unit), ``confidence`` (the softmax of the predicted
-    class; regression: None), ``correct`` (regression: None)."""
+    class; regression: None), ``correct`` (regression: None). Segmentation: ``truth_mask`` and
+    ``predicted_mask`` (H×W×3 pictures, `segmentation.colour_mask`), ``truth`` ("3 classes"), ``predicted``
+    ("mIoU 71%"), that image's ``miou`` and ``pixel_accuracy``."""
     from .datasets import _as_picture
 
     was_training = model.training
@@ -552,7 +593,9 @@ def sample_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, datas
     samples = []
     for i in range(len(y)):
         image = _as_picture(dataset.unnormalise(pictures[i]))
-        if dataset.task == "regression":
+        if dataset.task == "segmentation":
+            samples.append(_segmentation_sample(image, out[i], y[i].cpu(), dataset))
+        elif dataset.task == "regression":
             value = float(out[i, 0]) * (scale[1] if scale else 1.0) + (scale[0] if scale else 0.0)
             samples.append({"image": image, "truth": dataset.label(y[i]), "predicted": dataset.label(value),
                             "error": value - float(y[i]), "confidence": None, "correct": None})
@@ -562,6 +605,19 @@ def sample_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, datas
             samples.append({"image": image, "truth": dataset.label(y[i]), "predicted": dataset.label(k),
                             "confidence": float(p[k]), "correct": k == int(y[i])})
     return samples
+
+
+def _segmentation_sample(image, logits: torch.Tensor, mask: torch.Tensor, dataset: Dataset) -> dict:
+    predicted = logits.argmax(0)
+    if tuple(mask.shape) != tuple(predicted.shape):  # the network's input was resized: score at its size
+        mask = F.interpolate(mask[None, None].float(), size=predicted.shape, mode="nearest")[0, 0].long()
+    score = segmentation.image_scores(predicted, mask, dataset.num_classes, dataset.ignore_index)
+    scored = mask[mask != (-100 if dataset.ignore_index is None else dataset.ignore_index)]
+    present = len(set(scored.unique().tolist()))
+    return {"image": image, "truth_mask": segmentation.colour_mask(mask, dataset.ignore_index),
+            "predicted_mask": segmentation.colour_mask(predicted), "truth": f"{present} class{'es' if present != 1 else ''}",
+            "predicted": f"mIoU {score['miou']:.0%}", "miou": score["miou"], "pixel_accuracy": score["pixel_accuracy"],
+            "confidence": None, "correct": None}
 
 
 # -- before the run: memory and time -----------------------------------------------------------------------------
@@ -660,18 +716,25 @@ def estimate_epoch(cfg: TrainConfig, steps: int = 3, step_budget: float = 0.5) -
         model = prepared.model.to(device).train()
         for m in prepared.frozen_batchnorms:
             m.eval()
-        augment = make_augmenter(cfg.augmentation, dataset.mean, dataset.std, tuple(prepared.input_shape[1:]))
+        seg = dataset.task == "segmentation"
+        if seg:
+            augment = segmentation.make_joint_augmenter(cfg.augmentation, dataset.mean, dataset.std,
+                                                        tuple(prepared.input_shape[1:]), dataset.ignore_index)
+        else:
+            augment = make_augmenter(cfg.augmentation, dataset.mean, dataset.std, tuple(prepared.input_shape[1:]))
         optimizer = recipe.optimizer()
 
         def step(n: int) -> float:
             x = torch.randn(n, *prepared.input_shape, device=device)
             y = (torch.randn(n, device=device) if dataset.task == "regression" else
-                 torch.randint(0, dataset.num_classes, (n,), device=device))
+                 torch.randint(0, dataset.num_classes, (n, *prepared.input_shape[1:]) if seg else (n,),
+                               device=device))
             t = time.perf_counter()
-            xb = augment(x) if augment is not None else x
+            if augment is not None:
+                x, y = augment(x, y) if seg else (augment(x), y)
             optimizer.zero_grad(set_to_none=True)
-            out = model(xb)
-            loss = training_loss(out, y, dataset.task, cfg.label_smoothing)
+            out = model(x)
+            loss = training_loss(out, y, dataset.task, cfg.label_smoothing, dataset.ignore_index)
             loss.backward()
             optimizer.step()
             if device.type == "cuda":

@@ -124,7 +124,8 @@ def fit_data(splits: Splits, dataset: Dataset, shape: tuple[int, int, int], note
              norm: tuple | None = None) -> tuple[Splits, tuple, tuple]:
     """The splits at ``shape`` and normalised as ``norm`` = (mean, std) says (None: the data set's own), with that
     (mean, std): grey repeated into three channels (or colour averaged into one), resized bilinearly (antialiased)
-    to H×W, once, in memory; each change a note."""
+    to H×W, once, in memory; each change a note. Segmentation masks are resized nearest; the channel change is
+    the images' only."""
     c, h, w = shape
     dc, dh, dw = dataset.input_shape
     mean, std = norm if norm is not None else (dataset.mean, dataset.std)
@@ -145,6 +146,12 @@ def fit_data(splits: Splits, dataset: Dataset, shape: tuple[int, int, int], note
     m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
+    def convert_mask(y: torch.Tensor) -> torch.Tensor:
+        # nearest, never bilinear: a resampled mask holds only class indices (and the ignore value) it had
+        if dataset.task != "segmentation" or (dh, dw) == (h, w):
+            return y
+        return F.interpolate(y[:, None].to(torch.float32), size=(h, w), mode="nearest")[:, 0].to(torch.int64)
+
     def convert(x: torch.Tensor) -> torch.Tensor:
         pixels = dataset.unnormalise(x)  # resample the picture itself, then normalise it for the network
         if (dh, dw) != (h, w):
@@ -164,8 +171,11 @@ def fit_data(splits: Splits, dataset: Dataset, shape: tuple[int, int, int], note
     if renormalise:
         notes.append("the images are normalised as the pretrained weights expect (mean "
                      f"{', '.join(f'{v:g}' for v in mean)}, std {', '.join(f'{v:g}' for v in std)})")
-    return (Splits(convert(splits.x_train), splits.y_train, convert(splits.x_val), splits.y_val,
-                   convert(splits.x_test), splits.y_test), tuple(mean), tuple(std))
+    if dataset.task == "segmentation" and (dh, dw) != (h, w):
+        notes.append(f"the masks are resized to {h}×{w} too (nearest: class indices stay class indices)")
+    return (Splits(convert(splits.x_train), convert_mask(splits.y_train), convert(splits.x_val),
+                   convert_mask(splits.y_val), convert(splits.x_test), convert_mask(splits.y_test)),
+            tuple(mean), tuple(std))
 
 
 # -- building ----------------------------------------------------------------------------------------------------
@@ -274,7 +284,7 @@ def _composition(cfg: TrainConfig, spec, dataset: Dataset, notes: list[str]) -> 
                             f"{spec.task}; set the composition's task to {dataset.task}.")
     d = spec.to_dict()
     head = d["head"]
-    if dataset.task == "classification" and head.get("num_classes") != dataset.num_classes:
+    if dataset.task in ("classification", "segmentation") and head.get("num_classes") != dataset.num_classes:
         notes.append(f"the head's {head.get('num_classes')} classes set to the data set's {dataset.num_classes}")
         head["num_classes"] = dataset.num_classes
     if dataset.task == "regression" and head.get("outputs") != 1:
@@ -353,6 +363,12 @@ def _whole(cfg: TrainConfig, kind: str, name: str, dataset: Dataset, notes: list
     from ..weights import READY_MODELS, WeightsError, load_pretrained, ready_model
 
     arch = READY_MODELS[name].catalog_name if kind == "ready" else name
+    if catalog.info(arch).source == "segmentation":
+        return _whole_segmentation(cfg, arch, dataset, notes)
+    if dataset.task == "segmentation":
+        raise TrainingError(f"{arch} is a classifier as a whole and {dataset.title} needs a class per pixel; choose "
+                            "seg_unet, seg_encoder_decoder or seg_pool_unpool, or compose it as the backbone of a "
+                            "U-Net or FCN head.")
     if dataset.task != "classification":
         raise TrainingError(f"{arch} is a classifier as a whole; to predict the {dataset.target.name}, compose it as "
                             "the backbone of a regression head.")
@@ -407,6 +423,31 @@ def _whole(cfg: TrainConfig, kind: str, name: str, dataset: Dataset, notes: list
         _set_dropout(model, cfg.dropout, notes, arch)
     return Prepared(model, kind, name, network_input_shape(name), backbone, head_params, frozen_bn, None,
                     pretrained, notes, norm)
+
+
+def _whole_segmentation(cfg: TrainConfig, arch: str, dataset: Dataset, notes: list[str]) -> Prepared:
+    """A homework encoder–decoder, trained whole from scratch at the data set's own size (it is fully
+    convolutional); its head is the final 1×1 classifier conv."""
+    from .. import catalog
+
+    if dataset.task != "segmentation":
+        raise TrainingError(f"{arch} outputs a class per pixel and {dataset.title} is a {dataset.task} data set; "
+                            "choose a segmentation data set (shapes or pets_trimaps), or a classifier.")
+    if cfg.mode != "scratch":
+        raise TrainingError(f"{arch} is a homework encoder–decoder with no pretrained backbone, so it trains from "
+                            "scratch only; choose mode scratch, or compose a pretrained backbone with a U-Net or "
+                            "FCN head.")
+    model = catalog.build(arch, num_classes=dataset.num_classes)
+    c, h, w = catalog.info(arch).input_size
+    _, dh, dw = dataset.input_shape
+    if (h, w) != (dh, dw):
+        notes.append(f"{arch} is fully convolutional: it is trained at the data set's {dh}×{dw} (built for {h}×{w})")
+    head = model.classifier
+    ids = {id(p) for p in head.parameters()}
+    backbone = [p for p in model.parameters() if id(p) not in ids]
+    if cfg.dropout is not None:
+        _set_dropout(model, cfg.dropout, notes, arch)
+    return Prepared(model, "catalog", arch, (c, dh, dw), backbone, list(head.parameters()), [], None, None, notes)
 
 
 def _build_catalog(name: str, num_classes: int) -> nn.Module:

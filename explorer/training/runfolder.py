@@ -258,7 +258,9 @@ class RunFolder:
     # sample predictions
     def write_samples(self, epoch: int, samples: list[dict]) -> None:
         """`loop.sample_predictions` of ``epoch``, the images as PNG (base64), replaced whole."""
-        rows = [{**{k: v for k, v in s.items() if k != "image"}, "png": _png_base64(s["image"])} for s in samples]
+        pictures = {"image": "png", "truth_mask": "truth_png", "predicted_mask": "predicted_png"}  # segmentation
+        rows = [{**{k: v for k, v in s.items() if k not in pictures},
+                 **{png: _png_base64(s[k]) for k, png in pictures.items() if k in s}} for s in samples]
         write_json_atomic(self.samples_path, {"epoch": epoch, "samples": rows})
 
     def samples(self) -> dict | None:

@@ -13,19 +13,31 @@ writes status.json at the start, after every epoch and at the end, and a checkpo
 When the folder holds a checkpoint the run resumes from it (metrics after its epoch are dropped first), so a
 resumed run ends exactly as an uninterrupted one. `run` can be called in process too (tests); `main` adds what
 only a process of its own should do: its output into worker.log.
+
+``python -m explorer.training.worker <folder> --stream`` is the entrypoint of a Ray job (`ray_jobs`): the same
+run, in a folder on the cluster, that also prints every change it makes to that folder on stdout as one
+``@@explorer {json}`` line each — a metrics line, a status update, a file written (base64 in chunks: samples,
+checkpoints, result, final weights) or removed — so the job's log carries the whole folder back to a server
+without a shared filesystem (`ray_jobs.apply_stream` replays it). There a stop request arrives as SIGTERM (Ray's
+``stop_job``), which becomes a stop request file: the run stops after its current step and hands its model back.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pathlib
+import signal
 import sys
 import traceback
 
 from .errors import TrainingError
 from .runfolder import RunFolder, load_checkpoint, now, save_checkpoint, save_state, write_json_atomic
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "stream_main", "STREAM_PREFIX"]
+
+STREAM_PREFIX = "@@explorer "  # a line of the job's log that carries a change of the run folder
+STREAM_CHUNK = 1 << 16  # base64 characters per line: a few MB of weights is a few dozen lines
 
 
 class _Paused(Exception):
@@ -38,11 +50,52 @@ def _finite(state: dict) -> bool:
     return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
 
 
-def run(folder: str | os.PathLike) -> str:
-    """Train the run in ``folder``; returns the state it ended in (finished, stopped, paused or failed)."""
+def _emit(message: dict) -> None:
+    sys.stdout.write(STREAM_PREFIX + json.dumps(message, allow_nan=True) + "\n")
+    sys.stdout.flush()
+
+
+class _StreamingFolder(RunFolder):
+    """A run folder that also prints each change it makes on stdout (see the module docstring)."""
+
+    def append_metrics(self, line: dict) -> None:
+        super().append_metrics(line)
+        _emit({"file": self.metrics_path.name, "line": line})
+
+    def keep_metrics_through(self, epoch: int) -> None:
+        super().keep_metrics_through(epoch)
+        _emit({"file": self.metrics_path.name, "keep_through": epoch})
+
+    def update_status(self, **changes) -> dict:
+        status = super().update_status(**changes)
+        _emit({"file": self.status_path.name, "update": changes})
+        return status
+
+    def write_samples(self, epoch: int, samples: list[dict]) -> None:
+        super().write_samples(epoch, samples)
+        self.wrote(self.samples_path)
+
+    def wrote(self, path: pathlib.Path) -> None:
+        text = base64.b64encode(path.read_bytes()).decode("ascii")
+        chunks = [text[i:i + STREAM_CHUNK] for i in range(0, len(text), STREAM_CHUNK)] or [""]
+        for i, chunk in enumerate(chunks):
+            _emit({"file": path.name, "chunk": i, "chunks": len(chunks), "base64": chunk})
+
+    def removed(self, path: pathlib.Path) -> None:
+        _emit({"file": path.name, "remove": True})
+
+
+def _wrote(runs: RunFolder, path: pathlib.Path) -> None:
+    if isinstance(runs, _StreamingFolder):
+        runs.wrote(path)
+
+
+def run(folder: str | os.PathLike, stream: bool = False) -> str:
+    """Train the run in ``folder``; returns the state it ended in (finished, stopped, paused or failed). With
+    ``stream``, every change to the folder is also printed on stdout (`stream_main`)."""
     from .loop import train
 
-    runs = RunFolder(folder)
+    runs = _StreamingFolder(folder) if stream else RunFolder(folder)
     started = now()
     try:
         cfg = runs.config()
@@ -63,6 +116,8 @@ def run(folder: str | os.PathLike) -> str:
         runs.keep_metrics_through(0)
     for leftover in (runs.final_path, runs.result_path, runs.last_finite_path):
         leftover.unlink(missing_ok=True)  # a resumed stopped run ends anew
+        if stream:
+            runs.removed(leftover)
     runs.update_status(state="running", pid=os.getpid(), started=started, ended=None, message="",
                        epoch=resume["epoch"] if resume else 0, epochs=cfg.epochs,
                        resumed_from=resume["epoch"] if resume else None,
@@ -86,6 +141,7 @@ def run(folder: str | os.PathLike) -> str:
     def on_checkpoint(state: dict) -> None:
         if _finite(state["model"]):  # a NaN run keeps the last finite checkpoint
             save_checkpoint(runs.checkpoint_path, state)
+            _wrote(runs, runs.checkpoint_path)
             runs.update_status(checkpoint_epoch=state["epoch"])
         if pause_file.exists():
             raise _Paused(state["epoch"])
@@ -113,6 +169,7 @@ def run(folder: str | os.PathLike) -> str:
     except TrainingError as e:
         if e.last_state is not None:
             save_state(runs.last_finite_path, e.last_state)
+            _wrote(runs, runs.last_finite_path)
         runs.update_status(state="failed", ended=now(), message=str(e))
         return "failed"
     except Exception as e:  # a fault of the explorer, not of the config: say so, keep the traceback in the log
@@ -131,6 +188,7 @@ def run(folder: str | os.PathLike) -> str:
         return "paused"
     save_state(runs.final_path, result.state_dict(), {"network": json.dumps(cfg.to_dict()["network"]),
                                                       "dataset": result.dataset.name})
+    _wrote(runs, runs.final_path)
     state = "stopped" if asked else "finished"
     test = {k: v for k, v in result.test.items() if k != "pairs"}
     write_json_atomic(runs.result_path, {
@@ -138,6 +196,7 @@ def run(folder: str | os.PathLike) -> str:
         "device": result.device, "seconds": result.seconds, "epochs_run": result.epochs_run,
         "trainable_parameters": result.trainable_parameters, "total_parameters": result.total_parameters,
         "pretrained": result.pretrained, "dataset": result.dataset.name})
+    _wrote(runs, runs.result_path)
     stop_file.unlink(missing_ok=True)
     score = (f"test accuracy {test['accuracy']:.1%}" if "accuracy" in test else
              f"test MAE {test['mae']:.3g}" if "mae" in test else "")
@@ -166,3 +225,31 @@ def main(folder: str) -> None:
         pass
     state = run(path)
     print(f"worker {os.getpid()} ended: {state}", flush=True)
+
+
+def stream_main(folder: str) -> None:
+    """A Ray job's entrypoint: the run in ``folder`` (in the job's working directory), streamed on stdout."""
+    path = pathlib.Path(folder)
+    # Ray's stop_job sends SIGTERM (SIGKILL a few seconds later): stop after the current step, as a stop request
+    signal.signal(signal.SIGTERM, lambda *_: RunFolder(path).request_path("stop").write_text("stop"))
+    print(f"worker {os.getpid()} for {path.name}", flush=True)
+    import torch
+
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    state = run(path, stream=True)
+    print(f"worker {os.getpid()} ended: {state}", flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m explorer.training.worker",
+                                     description="Train the run whose config.json is in FOLDER.")
+    parser.add_argument("folder")
+    parser.add_argument("--stream", action="store_true",
+                        help="also print every change to the folder on stdout (a Ray job's entrypoint)")
+    args = parser.parse_args()
+    stream_main(args.folder) if args.stream else main(args.folder)

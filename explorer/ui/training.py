@@ -26,6 +26,7 @@ from ..analysis import AnalysisError, analyze
 from ..training import (MODE_TITLES, MODES, RECIPE_DEFAULTS, RECIPES, Augmentation, RunManager, TrainConfig,
                         TrainingError, TrainingMemory, datasets, default_runs_root, estimate_epoch, lr_schedule,
                         memory_budget, memory_refusal, runs_max_bytes)
+from ..training.jobs import queue_phrase
 from ..training.loop import memory_of
 from ..training.networks import network_for_task, prepare_model
 from ..training.runfolder import ACTIVE_STATES, RESUMABLE_STATES, png_image
@@ -395,10 +396,15 @@ def dataset_preview(name: str, n: int = 10) -> None:
 # -- starting and showing a run ----------------------------------------------------------------------------------
 def start_run(cfg: TrainConfig) -> str | None:
     """Submit ``cfg`` as this session's run and show it (``?run=``); a refusal is a sentence (returned)."""
+    e = estimate(cfg)  # cached: the page has just shown it; it lets the runs queued behind say when they start
+    m = manager()
+    before = {s["run_id"] for s in m.list(owner=owner())}
     try:
-        run_id = manager().submit(cfg, owner=owner())
-    except TrainingError as e:
-        return str(e)
+        run_id = m.submit(cfg, owner=owner(), estimate_seconds=None if e is None else e["total"])
+    except TrainingError as err:
+        return str(err)
+    if run_id in before or m.status(run_id).get("owner") != owner():
+        st.toast(f"The same configuration is already run {run_id}: it is trained once and shared with you.")
     _show(run_id)
     return None
 
@@ -442,11 +448,12 @@ def shown_run() -> str | None:
 
 
 def owns(run_id: str) -> bool:
-    """Whether this session started ``run_id`` (and so may stop, pause or resume it)."""
+    """Whether this session started or shares ``run_id`` (and so may stop, pause or resume it)."""
     try:
-        return manager().status(run_id).get("owner") == owner()
+        s = manager().status(run_id)
     except TrainingError:
         return False
+    return owner() in (s.get("owner"), *s.get("sharers", ()))
 
 
 def time_left(epochs: list[dict], total: int) -> tuple[float, float] | None:
@@ -460,11 +467,22 @@ def time_left(epochs: list[dict], total: int) -> tuple[float, float] | None:
     return per_epoch, per_epoch * max(0, total - last)
 
 
+def _shared_with(s: dict) -> str:
+    """ "shared with 2 other sessions" for a run trained for several sessions, else ""."""
+    others = [p for p in (s.get("owner"), *s.get("sharers", ())) if p != owner()]
+    if not s.get("sharers") or not others:
+        return ""
+    return f"shared with {len(others)} other session{'s' if len(others) != 1 else ''}"
+
+
 def _status_line(s: dict, epochs: list[dict] = ()) -> str:
     state = s.get("state", "unknown")
     parts = [f"**{state}**", f"epoch {s.get('epoch') or 0} of {s.get('epochs') or '?'}"]
-    if s.get("queue_position"):
-        parts.append(f"position {s['queue_position']} in the queue")
+    waiting = queue_phrase(s)
+    if waiting:
+        parts.append(waiting)
+    if _shared_with(s):
+        parts.append(f"{_shared_with(s)}: trained once")
     if s.get("requested"):
         parts.append(f"{s['requested']} requested")
     timing = time_left(list(epochs), s.get("epochs") or 0) if state == "running" else None
@@ -522,7 +540,7 @@ def _request_buttons(m: RunManager, run_id: str, state: str, status: dict) -> No
     if not shown:
         return
     me = owner()
-    if status.get("owner") != me:  # a link someone shared: to look at, not to steer
+    if me not in (status.get("owner"), *status.get("sharers", ())):  # a link someone shared: to look at
         st.caption("This run belongs to another session: shown read-only (stop, pause and resume are its "
                    "owner's).")
         return
@@ -830,7 +848,9 @@ def _runs_table(was_active: bool) -> None:
                      "network": _network_name(cfg.network) if cfg else "?",
                      "dataset": cfg.dataset if cfg else "?", "mode": cfg.mode if cfg else "?",
                      "recipe": cfg.recipe if cfg else "?",
-                     "epochs": f"{s.get('epoch') or 0} of {s.get('epochs') or '?'}", "test": score})
+                     "epochs": f"{s.get('epoch') or 0} of {s.get('epochs') or '?'}", "test": score,
+                     "queue": f"Queued: {queue_phrase(s)}" if queue_phrase(s) else "",
+                     "shared": _shared_with(s)})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     ids = [r["run"] for r in rows]
     current = _shown_id()
