@@ -247,14 +247,15 @@ def weights_statistics(model_name: str | None) -> tuple[tuple | None, tuple | No
     return tuple(t.mean), tuple(t.std)
 
 
-def resize_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """``image`` with its shorter side resized (bilinear) to cover ``size`` = (H, W), then centre-cropped to it:
-    the picture the network sees, so boxes and heatmaps are drawn on it."""
+def resize_crop(image: Image.Image, size: tuple[int, int], resample=Image.BILINEAR) -> Image.Image:
+    """``image`` with its shorter side resized (bilinear; a mask: ``resample=Image.NEAREST``, so it keeps only the
+    values it had) to cover ``size`` = (H, W), then centre-cropped to it: the picture the network sees, so boxes and
+    heatmaps are drawn on it."""
     h, w = (int(v) for v in size)
     iw, ih = image.size
     scale = max(h / ih, w / iw)
     nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
-    image = image.resize((nw, nh), Image.BILINEAR)
+    image = image.resize((nw, nh), resample)
     left, top = (nw - w) // 2, (nh - h) // 2
     return image.crop((left, top, left + w, top + h))
 

@@ -389,6 +389,18 @@ def _pets_cache_key(base: pathlib.Path, side: int) -> str:
     return digest.hexdigest()[:16]
 
 
+def _save_decoded(cache: pathlib.Path, **arrays) -> None:
+    """Keep a decoded data set beside its files as ``cache`` (.npz), written atomically."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=cache.parent, prefix=f".{cache.name}.", suffix=".partial",
+                                         delete=False) as f:
+            np.savez(f, **arrays)
+        os.replace(f.name, cache)
+    except OSError:  # a read-only folder filled by hand: decoded again next time
+        with contextlib.suppress(OSError, NameError):
+            os.unlink(f.name)
+
+
 def _pets_pixels(root: pathlib.Path, side: int = PETS_SIDE,
                  progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """(N×side×side×3 uint8 pixels, class ids, how many of them are trainval): the trainval photos then the test
@@ -439,13 +451,7 @@ def _pets_pixels(root: pathlib.Path, side: int = PETS_SIDE,
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(PETS_CLASSES):
         raise DatasetError(f"The split lists in {base / 'annotations'} have class ids outside 1–{len(PETS_CLASSES)}; "
                            f"delete {base} and download the data set again.")
-    try:
-        with tempfile.NamedTemporaryFile(dir=base, prefix=f".{cache.name}.", suffix=".partial", delete=False) as f:
-            np.savez(f, pixels=pixels, labels=labels, trainval=len(parts[0]), key=key)
-        os.replace(f.name, cache)
-    except OSError:  # a read-only folder filled by hand: decoded again next time
-        with contextlib.suppress(OSError, NameError):
-            os.unlink(f.name)
+    _save_decoded(cache, pixels=pixels, labels=labels, trainval=len(parts[0]), key=key)
     return pixels, labels, len(parts[0])
 
 
@@ -481,25 +487,12 @@ def _load_shapes() -> Splits:
                         np.arange(cut[1], cut[2]))
 
 
-def _resize_crop_mask(mask, size: tuple[int, int]):
-    """A mask resized and centre-cropped exactly as `images.resize_crop` does its photo, but nearest: a resampled
-    mask holds only the values it had."""
-    from PIL import Image
-
-    h, w = size
-    iw, ih = mask.size
-    scale = max(h / ih, w / iw)
-    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
-    mask = mask.resize((nw, nh), Image.NEAREST)
-    left, top = (nw - w) // 2, (nh - h) // 2
-    return mask.crop((left, top, left + w, top + h))
-
-
 def _trimaps_pixels(root: pathlib.Path, side: int = TRIMAPS_SIDE,
                     progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """(N×side×side×3 uint8 photos, N×side×side uint8 masks, how many are trainval): the trainval photos then the
     test photos with their trimaps (1 pet, 2 background, 3 border) as masks 0 pet, 1 background, 255 border.
     Decoded once and kept beside the photos (``explorer-trimaps-<side>px.npz``, keyed by the split lists)."""
+    from PIL import Image
     from torchvision.datasets import OxfordIIITPet
 
     from ..images import resize_crop
@@ -522,7 +515,7 @@ def _trimaps_pixels(root: pathlib.Path, side: int = TRIMAPS_SIDE,
 
     def pair(image, trimap):
         photo = np.asarray(resize_crop(image, (side, side)).convert("RGB"), dtype=np.uint8)
-        return photo, to_mask[np.asarray(_resize_crop_mask(trimap, (side, side)), dtype=np.uint8)]
+        return photo, to_mask[np.asarray(resize_crop(trimap, (side, side), Image.NEAREST), dtype=np.uint8)]
 
     try:
         parts = [OxfordIIITPet(str(root), split=split, target_types="segmentation", transforms=pair)
@@ -546,13 +539,7 @@ def _trimaps_pixels(root: pathlib.Path, side: int = TRIMAPS_SIDE,
             i += 1
             if progress is not None and (i % 64 == 0 or i == total):
                 progress(i, total)
-    try:
-        with tempfile.NamedTemporaryFile(dir=base, prefix=f".{cache.name}.", suffix=".partial", delete=False) as f:
-            np.savez(f, pixels=pixels, masks=masks, trainval=len(parts[0]), key=key)
-        os.replace(f.name, cache)
-    except OSError:  # a read-only folder filled by hand: decoded again next time
-        with contextlib.suppress(OSError, NameError):
-            os.unlink(f.name)
+    _save_decoded(cache, pixels=pixels, masks=masks, trainval=len(parts[0]), key=key)
     return pixels, masks, len(parts[0])
 
 
