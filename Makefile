@@ -10,8 +10,15 @@ PORT    ?= 8501
 run: $(VENV)/.req-stamp graphviz
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
+# The whole suite in two parts: everything but the browser tests on two worker processes with one torch thread
+# each (a module's tests stay on one worker: module fixtures such as the Ray head start once), then the browser
+# and load tests one at a time (each serves the app and measures it, so they do not share the cores). Both parts
+# always run; the target fails if either did.
 test: $(VENV)/.dev-stamp browser graphviz
-	$(BIN)/python -m pytest
+	@status=0; \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -m "not browser" || status=1; \
+	$(BIN)/python -m pytest -m browser || status=1; \
+	exit $$status
 
 # The fast lane (at most 3 minutes on a 2-core machine): no browser, load or training tests, the fuzz at the
 # `check` profile's 50 examples instead of 1,000 (tests/conftest.py), two worker processes with one torch thread

@@ -9,7 +9,7 @@ import streamlit as st
 
 from explorer import ui
 from explorer.training import TrainingError, datasets
-from explorer.ui import training
+from explorer.ui import experiments, training
 
 esc = ui.md_escape
 
@@ -65,6 +65,10 @@ if run_id:
     st.subheader("The run", anchor=False)
     training.live_run(run_id)
     training.run_outcome(run_id)
+
+st.divider()
+st.subheader("Experiments from the lectures", anchor=False)
+experiments.experiments_section()  # a group of runs side by side; ?experiment=<id> shows it again after a reload
 
 st.divider()
 st.subheader("Runs of this session", anchor=False)

@@ -10,7 +10,7 @@ import torch
 
 from explorer import catalog
 from explorer.samples import digits, digits_on_canvas
-from explorer.train import evaluate, train_gap_digits_canvas, train_lenet_digits
+from explorer.train import evaluate, train_gap_digits_canvas, train_lenet_digits, trained_on
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "assets" / "weights" / "lenet5_digits.safetensors"
@@ -107,21 +107,28 @@ def test_one_epoch_training_reports_progress_and_learns():
 
 
 def _retrained_equals_committed(train, weights: Path) -> None:
-    """Train with the command line's defaults on 2 CPU threads, as the committed weights were, and compare."""
+    """Train with the command line's defaults on 2 CPU threads, as the committed weights were, and compare: bit for
+    bit on the kind of CPU they were trained on, the held-out count within 1 % of 360 on another (its kernels sum
+    in another order and the weights drift apart over 30 epochs)."""
     from safetensors.torch import load_file
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # another thread count sums in another order (about 1e-6 apart)
     try:
         model, metrics = train()
+        here = trained_on()
     finally:
         torch.set_num_threads(threads)
     committed = load_file(str(weights))
     record = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
-    assert metrics["test_correct"] == record["test_correct"] and metrics["epochs"] == record["epochs"]
+    assert metrics["epochs"] == record["epochs"] and record["trained_on"]["threads"] == here["threads"] == 2
     state = model.state_dict()
     assert state.keys() == committed.keys()
-    assert all(torch.equal(v, committed[k]) for k, v in state.items())  # bit for bit
+    if record["trained_on"] == here:
+        assert metrics["test_correct"] == record["test_correct"]
+        assert all(torch.equal(v, committed[k]) for k, v in state.items())  # bit for bit
+    else:
+        assert abs(metrics["test_correct"] - record["test_correct"]) <= 4, (here, record["trained_on"])
 
 
 @pytest.mark.training

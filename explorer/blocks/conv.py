@@ -113,7 +113,8 @@ class VGGStage(nn.Sequential):
           paper="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
           description="Plain 3×3 conv → batch norm → ReLU; the stride is on the conv.",
           estimate=lambda ci, co, stride, hw_in, hw_out: (9 * ci * co, co * hw_out),
-          facts={"example_stage": dict(repeats=1, width=32, stride=2)})
+          facts={"example_stage": dict(repeats=1, width=32, stride=2),
+                 "plain_stack": True})  # the depth experiment's plain network
 def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     return ConvBNReLU(in_channels, out_channels, 3, stride)
 

@@ -153,7 +153,8 @@ def _inverted_residual_cost(ci: int, co: int, stride: int, hw_in: int, hw_out: i
           paper="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
           description="Depthwise 3×3 then pointwise 1×1 conv, each with BN and ReLU (as in MobileNet, Xception).",
           estimate=lambda ci, co, stride, hw_in, hw_out: (9 * ci + ci * co, ci * hw_out + co * hw_out),
-          facts={"example_stage": dict(repeats=2, width=128, stride=2)})
+          facts={"example_stage": dict(repeats=2, width=128, stride=2),
+                 "depthwise_separable": True})  # the Xception experiment's block
 def _separable_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     return DepthwiseSeparable(in_channels, out_channels, stride)
 

@@ -130,7 +130,8 @@ def _bottleneck_cost(ci: int, co: int, stride: int, hw_in: int, hw_out: int) -> 
 
 @register("block", "residual", title="residual", order=30, default=True, paper=_RESNET, year=2015,
           description="Two 3×3 convs with an identity shortcut, or a 1×1 projection when the shape changes.",
-          estimate=_two_convs_cost, facts={"example_stage": dict(repeats=2, width=64, stride=2)})
+          estimate=_two_convs_cost, facts={"example_stage": dict(repeats=2, width=64, stride=2),
+                                           "residual_stack": True})  # the depth experiment's residual network
 def _residual_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     return BasicBlock(in_channels, out_channels, stride)
 

@@ -99,24 +99,25 @@ def network_for_task(network, task: str):
     backbone of a composition with a head for the task (the backbone of the digit classifier with a regression
     head for the rotation angle); a composition gets the task's head; anything that already does it is returned
     as it is. A pretrained start from the earlier run's weights then loads its backbone."""
-    from .. import catalog
+    from .. import catalog, components
     from ..spec import ArchitectureSpec
     from ..weights import READY_MODELS
 
     kind, what = _resolve(network)
+    head = {"kind": components.default("head", task)}  # the task's default head (segmentation: not its name)
     if kind == "composition":
         if what.task == task:
             return what
         d = what.to_dict()
         d["task"] = task
-        d["head"] = {"kind": task}
+        d["head"] = head
         return ArchitectureSpec.from_dict(d)
     if task == "classification":
         return network
     arch = READY_MODELS[what].catalog_name if kind == "ready" else what
     c, h, w = catalog.info(arch).input_size
     return ArchitectureSpec.from_dict({"task": task, "input": {"channels": c, "height": h, "width": w},
-                                       "backbone": {"name": arch}, "head": {"kind": task}})
+                                       "backbone": {"name": arch}, "head": head})
 
 
 # -- data at the network's input ---------------------------------------------------------------------------------

@@ -198,7 +198,8 @@ def run(folder: str | os.PathLike, stream: bool = False) -> str:
         "pretrained": result.pretrained, "dataset": result.dataset.name})
     _wrote(runs, runs.result_path)
     stop_file.unlink(missing_ok=True)
-    score = (f"test accuracy {test['accuracy']:.1%}" if "accuracy" in test else
+    score = (f"test mIoU {test['miou']:.1%}, pixel accuracy {test['pixel_accuracy']:.1%}" if "miou" in test else
+             f"test accuracy {test['accuracy']:.1%}" if "accuracy" in test else
              f"test MAE {test['mae']:.3g}" if "mae" in test else "")
     # result.stopped says where ("stopped on request during epoch 3, after batch 2"); after the last step: nothing
     where = result.stopped or "stopped on request after its last step"

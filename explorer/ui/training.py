@@ -98,10 +98,16 @@ def earlier_runs() -> list[dict]:
             and (m.folder(s["run_id"]) / "final.safetensors").exists()]
 
 
+def _score(test: dict) -> str:
+    """A run's test score in a few words: "93.1% accuracy", "MAE 3.2", "mIoU 25.0%" ("" before it has one)."""
+    return (f"mIoU {test['miou']:.1%}" if "miou" in test else
+            f"{test['accuracy']:.1%} accuracy" if "accuracy" in test else
+            f"MAE {test['mae']:.3g}" if "mae" in test else "")
+
+
 def _run_label(s: dict) -> str:
-    test = s.get("test") or {}
-    score = (f", {test['accuracy']:.1%} accuracy" if "accuracy" in test else
-             f", MAE {test['mae']:.3g}" if "mae" in test else "")
+    score = _score(s.get("test") or {})
+    score = f", {score}" if score else ""
     try:
         cfg = manager().config(s["run_id"])
         what = f"{_network_name(cfg.network)} on {cfg.dataset}"
@@ -525,6 +531,21 @@ def epoch_figure(epochs: list[dict], key: str, title: str, axis: str) -> go.Figu
     return fig
 
 
+def segmentation_epoch_figure(epochs: list[dict]) -> go.Figure:
+    """Pixel accuracy (training and validation), validation mIoU and mean Dice per epoch, as fractions."""
+    fig = go.Figure()
+    for key, name in (("train_pixel_accuracy", "training pixel accuracy"),
+                      ("val_pixel_accuracy", "validation pixel accuracy"), ("val_miou", "validation mIoU"),
+                      ("val_mean_dice", "validation mean Dice")):
+        if any(key in e for e in epochs):
+            fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e.get(key) for e in epochs],
+                                     mode="lines+markers", name=name))
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), title="Pixel accuracy and mIoU per epoch",
+                      xaxis_title="epoch", yaxis_title="fraction", legend=dict(orientation="h", y=-0.3),
+                      yaxis=dict(range=[0, 1], tickformat=".0%"), xaxis=dict(dtick=1 if len(epochs) <= 12 else None))
+    return fig
+
+
 def lr_figure(batches: list[dict]) -> go.Figure:
     lrs = [b["lr"] for b in batches]
     fig = go.Figure(go.Scatter(x=[b["step"] for b in batches], y=lrs, mode="lines"))
@@ -590,10 +611,14 @@ def _draw_run(run_id: str, was_active: bool) -> None:
         c1, c2 = st.columns(2)
         c1.plotly_chart(epoch_figure(epochs, "loss", "Loss per epoch", "loss"), key=f"train.eloss.{run_id}",
                         config={"displayModeBar": False})
-        acc = "accuracy" if any("val_accuracy" in e for e in epochs) else "mae"
-        c2.plotly_chart(epoch_figure(epochs, acc, "Accuracy per epoch" if acc == "accuracy" else
-                                     "Mean absolute error per epoch", acc), key=f"train.eacc.{run_id}",
-                        config={"displayModeBar": False})
+        if any("val_miou" in e for e in epochs):  # segmentation: the scores of the validation pixels
+            c2.plotly_chart(segmentation_epoch_figure(epochs), key=f"train.eacc.{run_id}",
+                            config={"displayModeBar": False})
+        else:
+            acc = "accuracy" if any("val_accuracy" in e for e in epochs) else "mae"
+            c2.plotly_chart(epoch_figure(epochs, acc, "Accuracy per epoch" if acc == "accuracy" else
+                                         "Mean absolute error per epoch", acc), key=f"train.eacc.{run_id}",
+                            config={"displayModeBar": False})
         sample_grid(m.samples(run_id))
         st.dataframe(_epoch_table(epochs), hide_index=True, width="stretch", column_config={
             "seconds": st.column_config.NumberColumn(format="%.2f"),
@@ -615,6 +640,9 @@ def sample_grid(samples: dict | None) -> None:
     if not samples or not samples.get("samples"):
         return
     rows = samples["samples"]
+    if "truth_png" in rows[0]:
+        _mask_grid(rows, samples["epoch"])
+        return
     right = sum(1 for r in rows if r.get("correct"))
     what = (f"{right} of {len(rows)} right" if rows[0].get("confidence") is not None else
             f"mean absolute error {sum(abs(r['error']) for r in rows) / len(rows):.3g}")
@@ -622,15 +650,42 @@ def sample_grid(samples: dict | None) -> None:
     st.image([png_image(r["png"]) for r in rows], caption=[sample_caption(r) for r in rows], width=72)
 
 
+def _mask_grid(rows: list[dict], epoch: int) -> None:
+    """Segmentation samples: each validation image beside its true and its predicted mask, with that image's
+    mIoU; the colours are the classes' (`segmentation.PALETTE`, the ignored border grey)."""
+    mean = sum(r["miou"] for r in rows) / len(rows)
+    st.markdown(f"**Predictions on {len(rows)} validation images after epoch {epoch}** (image, true mask, "
+                f"predicted mask; mean of their mIoU {mean:.0%})".replace("%", " %"))
+    pictures, captions = [], []
+    for r in rows:
+        pictures += [png_image(r["png"]), png_image(r["truth_png"]), png_image(r["predicted_png"])]
+        captions += ["image", f"truth: {r['truth']}", f"{r['predicted']}".replace("%", " %")]
+    for start in range(0, len(pictures), 12):  # four images with their two masks per line
+        st.image(pictures[start:start + 12], caption=captions[start:start + 12], width=72)
+
+
+def _class_scores(test: dict, classes) -> pd.DataFrame:
+    """Per class: its IoU and Dice on the test pixels, and how many of them it has (rows of the confusion)."""
+    counts = [sum(row) for row in test["confusion"]]
+    return pd.DataFrame([{"class": name, "test pixels": counts[i],
+                          "IoU": "–" if test["iou"][i] is None else f"{test['iou'][i]:.1%}",
+                          "Dice": "–" if test["dice"][i] is None else f"{test['dice'][i]:.1%}"}
+                         for i, name in enumerate(classes)])
+
+
 def _epoch_table(epochs: list[dict]) -> pd.DataFrame:
     names = {"epoch": "epoch", "train_loss": "training loss", "train_accuracy": "training accuracy",
-             "val_loss": "validation loss", "val_accuracy": "validation accuracy", "val_top5": "validation top-5",
+             "train_pixel_accuracy": "training pixel accuracy", "val_loss": "validation loss",
+             "val_accuracy": "validation accuracy", "val_top5": "validation top-5",
+             "val_pixel_accuracy": "validation pixel accuracy", "val_miou": "validation mIoU",
+             "val_mean_dice": "validation mean Dice",
              "val_mae": "validation MAE", "lr": "learning rate", "epoch_seconds": "seconds",
              "images_per_second": "images / s", "stopped_after_batch": "stopped after batch"}
     df = pd.DataFrame([{names[k]: e[k] for k in names if k in e} for e in epochs])
     if "stopped after batch" in df:
         df["stopped after batch"] = df["stopped after batch"].map(lambda v: "" if pd.isna(v) else str(int(v)))
-    for col in ("training accuracy", "validation accuracy", "validation top-5"):
+    for col in ("training accuracy", "validation accuracy", "validation top-5", "training pixel accuracy",
+                "validation pixel accuracy", "validation mIoU", "validation mean Dice"):
         if col in df:
             df[col] = df[col].map(lambda v: f"{v:.1%}")
     return df
@@ -757,7 +812,13 @@ def run_outcome(run_id: str) -> None:
     test = result["test"]
     dataset = datasets.get(result["dataset"])
     cols = st.columns(4)
-    if "accuracy" in test:
+    if "miou" in test:
+        cols[0].metric("Test mIoU", f"{test['miou']:.1%}", help="The mean over the classes of TP / (TP + FP + FN), "
+                       "from one confusion matrix of all test pixels (a class in neither truth nor prediction left "
+                       "out).")
+        cols[1].metric("Test pixel accuracy", f"{test['pixel_accuracy']:.1%}")
+        cols[2].metric("Test mean Dice", f"{test['mean_dice']:.1%}")
+    elif "accuracy" in test:
         cols[0].metric("Test accuracy", f"{test['accuracy']:.1%}",
                        help=f"{test['correct']:,} of {test['count']:,} test images right.")
         if "top5" in test:
@@ -769,10 +830,21 @@ def run_outcome(run_id: str) -> None:
     cols[3].metric("Training time", f"{result['seconds']:.1f} s", help=f"{result['epochs_run']} epochs on "
                                                                         f"{result['device'].upper()}.")
     st.markdown(f"**{fmt_int(test['correct'])} of {fmt_int(test['count'])}** test images classified correctly."
-                if "correct" in test else f"Test images: **{fmt_int(test['count'])}**.")
+                if "correct" in test else
+                f"Test images: **{fmt_int(test['count'])}**, {fmt_int(test['pixels'])} pixels scored."
+                if "pixels" in test else f"Test images: **{fmt_int(test['count'])}**.")
     if result.get("notes"):
         st.caption(md_escape("; ".join(result["notes"]) + "."))
-    if "confusion" in test:
+    if "miou" in test:
+        c1, c2 = st.columns([2, 3])
+        c1.dataframe(_class_scores(test, dataset.classes), hide_index=True, width="stretch",
+                     key=f"train.classes.{run_id}",
+                     column_config={"test pixels": st.column_config.NumberColumn(format="localized")})
+        fig = confusion_figure(test["confusion"], dataset.classes)
+        fig.data = fig.data[:1]  # pixels, not images: no cell opens anything
+        fig.update_layout(title="Confusion matrix (test pixels)")
+        c2.plotly_chart(fig, key=f"train.confusion.{run_id}", config={"displayModeBar": False})
+    elif "confusion" in test:
         event = st.plotly_chart(confusion_figure(test["confusion"], dataset.classes),
                                 key=f"train.confusion.{run_id}", config={"displayModeBar": False},
                                 on_select="rerun", selection_mode="points")
@@ -841,9 +913,7 @@ def _runs_table(was_active: bool) -> None:
             cfg = m.config(s["run_id"])
         except TrainingError:
             cfg = None
-        test = s.get("test") or {}
-        score = (f"{test['accuracy']:.1%} accuracy" if "accuracy" in test else
-                 f"MAE {test['mae']:.3g}" if "mae" in test else "")
+        score = _score(s.get("test") or {})
         rows.append({"run": s["run_id"], "state": s.get("state"),
                      "network": _network_name(cfg.network) if cfg else "?",
                      "dataset": cfg.dataset if cfg else "?", "mode": cfg.mode if cfg else "?",
