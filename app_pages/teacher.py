@@ -56,10 +56,14 @@ rows = []
 for s in runs:
     last = s.get("last_epoch") or {}
     test = s.get("test") or {}
-    metric = (f"test {test['accuracy']:.1%}" if "accuracy" in test else
-              f"val. {last['val_accuracy']:.1%}" if "val_accuracy" in last else "")
+    score = training.score_phrase(test)
+    metric = (f"test {score}" if score else
+              f"val. mIoU {last['val_miou']:.1%}" if "val_miou" in last else
+              f"val. {last['val_accuracy']:.1%}" if "val_accuracy" in last else
+              f"val. MAE {last['val_mae']:.3g}" if "val_mae" in last else "")
+    position = s.get("queue_position")
     rows.append({"run": s["run_id"], "session": owner_tag(s.get("owner")), "state": s.get("state"),
-                 "queue position": s.get("queue_position"),
+                 "queue position": str(position) if position else "",
                  "expected start": wait_phrase(s["expected_start"]) if s.get("queue_position") else "",
                  "epoch": f"{s.get('epoch') or 0} of {s.get('epochs') or '?'}", "metric": metric,
                  "sharers": ", ".join(owner_tag(p) for p in s.get("sharers", ()))})

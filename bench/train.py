@@ -1,6 +1,7 @@
 """Training throughput of `explorer.training.train` against a bare PyTorch loop: same model, batch, optimiser, data.
 
-    .venv/bin/python bench/train.py                 # LeNet-5 on digits, resnet18 at 64 px (CPU, 2 threads)
+    .venv/bin/python bench/train.py                 # LeNet-5 on digits, resnet18 at 64 px, an encoder–decoder on
+                                                    # the shapes masks (CPU, 2 threads)
     .venv/bin/python bench/train.py --quick         # fewer repeats
     .venv/bin/python bench/train.py --device cuda --threads 4
 
@@ -9,7 +10,8 @@ For each case, `explorer.training.prepare(cfg)` gives the model (seeded init) an
 alternating after a warm-up of each:
 
   bare      the loop of PyTorch's tutorials on those tensors: per epoch a seeded `randperm`, per batch
-            `zero_grad`, `cross_entropy(model(x[idx]), y[idx])`, `backward`, `step`, `running += loss.item()`;
+            `zero_grad`, `cross_entropy(model(x[idx]), y[idx])` (per pixel for masks), `backward`, `step`,
+            `running += loss.item()`;
             Adam at 1e-3, the model built afresh for each call.
   train()   `train(cfg)` with recipe "adam" (Adam at 1e-3), the same batch size and images. Two figures: its
             training steps alone (the sum of the epochs' ``train_seconds``: the loop with its NaN check, callbacks,
@@ -52,7 +54,10 @@ def cases(device: str, threads: int) -> list[tuple[str, TrainConfig]]:
     return [("LeNet-5 on digits (1×32×32), 1,258 images × 2 epochs",
              TrainConfig(network="lenet5", epochs=2, **common)),
             ("resnet18 at 64 px (3×64×64), 256 images × 1 epoch",
-             TrainConfig(network=resnet, epochs=1, train_samples=256, **common))]
+             TrainConfig(network=resnet, epochs=1, train_samples=256, **common)),
+            ("seg_encoder_decoder on shapes (3×64×64, per-pixel loss), 256 images × 1 epoch",
+             TrainConfig(network="seg_encoder_decoder", epochs=1, train_samples=256, **{**common, "dataset": "shapes",
+                                                                                          "batch_size": 16}))]
 
 
 def _sync(device: torch.device) -> None:

@@ -34,6 +34,15 @@ def _private_data_and_runs(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch):
+    """This test's own runs folder (``EXPLORER_RUNS``); the pages' manager is cached per folder, so it gets its own."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("EXPLORER_RUNS", str(root))
+    return root
+
+
 def assert_clean(at) -> None:
     """No exception element on an AppTest page (the app shows its own sentences with st.error instead)."""
     assert not at.exception, [e.value for e in at.exception]

@@ -1,6 +1,8 @@
 """The Train page in headless Chromium: start a tiny run by clicking, watch its curve appear while the page polls,
 see it finish with its test accuracy, sample predictions and the images of a confusion cell; start a long one, see
-the time left, stop it with its button; a reload re-attaches; compare the two runs.
+the time left, stop it with its button; a reload re-attaches; compare the two runs. Then a lecture experiment:
+the homework preset at the tiny budget, started with its one button, its three runs side by side with the grid of
+predictions (screenshot experiments_homework.png).
 
 The server trains into a temporary runs folder (``EXPLORER_RUNS``); screenshots go to tests/artifacts/.
 """
@@ -127,3 +129,28 @@ def walk(app_url, page):
     wait_until_idle(page)
     assert page.get_by_test_id("stException").count() == 0
     full_page_screenshot(page, "train_compare.png")
+
+
+GROUP_MS = 300_000  # three spawned workers, one after another, each importing torch and training a few seconds
+
+
+def test_the_tiny_homework_shows_the_grid(app_url, page):
+    try:
+        page.goto(f"{app_url}/train")
+        expect(page.get_by_text("Experiments from the lectures")).to_be_visible(timeout=90_000)
+        wait_until_idle(page)
+        page.get_by_text("a quick look (seconds)").click()
+        wait_until_idle(page)
+        page.get_by_role("button", name="Start the experiment").click()
+        line = page.get_by_test_id("stMarkdownContainer").filter(has_text=re.compile(r"^Experiment \d{8}-"))
+        expect(line.first).to_contain_text("3 of 3 runs finished", timeout=GROUP_MS)
+        assert "experiment=" in page.url
+        grid = page.get_by_text(re.compile(r"^Predictions on the same \d+ validation images"))
+        expect(grid.first).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("button", name="Download the report (Markdown and figures, .zip)")).to_be_visible()
+        assert page.get_by_test_id("stException").count() == 0
+        grid.first.scroll_into_view_if_needed()
+        full_page_screenshot(page, "experiments_homework.png")
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "experiments_failure.png"), full_page=True)
+        raise

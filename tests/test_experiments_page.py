@@ -11,14 +11,6 @@ from explorer.training import experiments
 pytestmark = [pytest.mark.slow, pytest.mark.training]
 
 
-@pytest.fixture
-def runs_root(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("EXPLORER_RUNS", str(root))
-    return root
-
-
 def test_the_tiny_homework_runs_and_shows_three_rows_and_the_grid(runs_root):
     at = open_page("train")
     assert at.selectbox(key="w.exp.preset").value == "homework"

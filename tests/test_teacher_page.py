@@ -26,13 +26,10 @@ def _run(root, n: int, owner: str, state: str, **status) -> str:
 
 
 @pytest.fixture
-def runs_root(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("EXPLORER_RUNS", str(root))
+def runs_root(runs_root, monkeypatch):  # the shared one (conftest.py), with one slot and no password set
     monkeypatch.setenv("EXPLORER_SLOTS", "1")
     monkeypatch.delenv("EXPLORER_TEACHER_PASSWORD", raising=False)
-    return root
+    return runs_root
 
 
 def test_no_password_configured_says_how_to_set_one(runs_root):

@@ -49,13 +49,6 @@ def run_until(at, predicate, what: str, timeout: float = RUN_TIMEOUT):
     pytest.fail(f"waited {timeout} s for {what}; the page says {run_line(at)!r}")
 
 
-@pytest.fixture
-def runs_root(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("EXPLORER_RUNS", str(root))
-    return root
-
-
 def test_train_page_opens_with_lenet5_on_digits(runs_root):
     at = open_page("train")
     m = metrics(at)

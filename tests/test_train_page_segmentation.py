@@ -12,13 +12,6 @@ from test_train_page import charts, metrics, param, run_line, run_until
 pytestmark = pytest.mark.training
 
 
-@pytest.fixture
-def runs_root(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("EXPLORER_RUNS", str(root))
-    return root
-
-
 def test_a_segmentation_run_shows_miou_per_class_iou_and_masks(runs_root):
     at = open_page("train")
     at.selectbox(key="w.train.catalog").set_value("seg_encoder_decoder").run()
@@ -54,7 +47,9 @@ def test_a_segmentation_run_shows_miou_per_class_iou_and_masks(runs_root):
     assert list(classes["IoU"]) == ["–" if v is None else f"{v:.1%}" for v in test["iou"]]
 
     grid = [x.value for x in at.markdown if x.value.startswith("**Predictions on ")]
-    assert grid and grid[0].startswith("**Predictions on 8 validation images after epoch 1** (image, true mask, "
-                                       "predicted mask; mean of their mIoU")
+    assert grid and grid[0].startswith("**Predictions on 8 validation images after epoch 1** (each: the image, its "
+                                       "true mask, the predicted mask; mean of their mIoU")
+    pictures = at.get("image")[-1].proto.imgs  # one picture per image: the image, its truth, its prediction
+    assert len(pictures) == 8 and all(c.caption.startswith("truth: ") and " · mIoU " in c.caption for c in pictures)
     runs = at.dataframe[-1].value
     assert list(runs["test"]) == [f"mIoU {test['miou']:.1%}"]

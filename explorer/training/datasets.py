@@ -382,6 +382,24 @@ def _load_cifar10() -> Splits:
     return _pixel_splits(dataset, pixels, labels, train_idx, val, test_idx)
 
 
+def _pets_kept(base: pathlib.Path, side: int, name: str, targets: str):
+    """(the split lists' key, the cache file ``base / name``, (pixels, ``targets``, trainval count) as it keeps
+    them, or None when it is not made yet, damaged, or made from other split lists)."""
+    try:
+        key = _pets_cache_key(base, side)
+    except OSError as e:
+        raise DatasetError(f"The Oxford-IIIT Pet split lists in {base / 'annotations'} cannot be read "
+                           f"({e.strerror}); delete {base} and download the data set again.") from None
+    cache = base / name
+    try:
+        with np.load(cache, allow_pickle=False) as kept:
+            if str(kept["key"]) == key:
+                return key, cache, (kept["pixels"], kept[targets], int(kept["trainval"]))
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        pass  # not made yet, or damaged: made again by the caller
+    return key, cache, None
+
+
 def _pets_cache_key(base: pathlib.Path, side: int) -> str:
     digest = hashlib.sha256(f"{side}px".encode())
     for split in ("trainval", "test"):
@@ -411,18 +429,9 @@ def _pets_pixels(root: pathlib.Path, side: int = PETS_SIDE,
     from ..images import resize_crop
 
     base = root / _PETS_FOLDER
-    try:
-        key = _pets_cache_key(base, side)
-    except OSError as e:
-        raise DatasetError(f"The Oxford-IIIT Pet split lists in {base / 'annotations'} cannot be read "
-                           f"({e.strerror}); delete {base} and download the data set again.") from None
-    cache = base / f"explorer-{side}px.npz"
-    try:
-        with np.load(cache, allow_pickle=False) as kept:
-            if str(kept["key"]) == key:
-                return kept["pixels"], kept["labels"], int(kept["trainval"])
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-        pass  # not made yet, or damaged: made again below
+    key, cache, kept = _pets_kept(base, side, f"explorer-{side}px.npz", "labels")
+    if kept is not None:
+        return kept
 
     def picture(image) -> np.ndarray:
         return np.asarray(resize_crop(image, (side, side)).convert("RGB"), dtype=np.uint8)
@@ -498,18 +507,9 @@ def _trimaps_pixels(root: pathlib.Path, side: int = TRIMAPS_SIDE,
     from ..images import resize_crop
 
     base = root / _PETS_FOLDER
-    try:
-        key = _pets_cache_key(base, side)
-    except OSError as e:
-        raise DatasetError(f"The Oxford-IIIT Pet split lists in {base / 'annotations'} cannot be read "
-                           f"({e.strerror}); delete {base} and download the data set again.") from None
-    cache = base / f"explorer-trimaps-{side}px.npz"
-    try:
-        with np.load(cache, allow_pickle=False) as kept:
-            if str(kept["key"]) == key:
-                return kept["pixels"], kept["masks"], int(kept["trainval"])
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-        pass  # not made yet, or damaged: made again below
+    key, cache, kept = _pets_kept(base, side, f"explorer-trimaps-{side}px.npz", "masks")
+    if kept is not None:
+        return kept
     to_mask = np.full(256, TRIMAPS_IGNORE, dtype=np.uint8)
     to_mask[1], to_mask[2] = 0, 1  # 1 pet → 0, 2 background → 1, 3 border (and anything else) → ignored
 

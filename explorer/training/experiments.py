@@ -517,7 +517,12 @@ def summaries(experiment: Experiment, manager) -> dict[str, RunSummary]:
 def verdict(experiment: Experiment, manager, runs: dict[str, RunSummary] | None = None) -> list[str]:
     """What this run shows, in sentences with its numbers (or what it still waits for)."""
     runs = runs if runs is not None else summaries(experiment, manager)
-    return get(experiment.preset).judge(runs)
+    out = get(experiment.preset).judge(runs)
+    if experiment.budget == "tiny" and all(r.finished for r in runs.values()):
+        out.append("This was a quick look (an epoch or two on a few dozen images): it shows that the runs train "
+                   "and how they are compared, not whether the lecture's claim holds; start the lecture's budget "
+                   "to judge it.")
+    return out
 
 
 # -- the table and the report ------------------------------------------------------------------------------------

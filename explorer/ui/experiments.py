@@ -147,13 +147,12 @@ def _draw(experiment_id: str, was_active: bool) -> None:
             titles, pictures = grid
             st.markdown(f"**Predictions on the same {len(pictures)} validation images** (image, truth, "
                         + ", ".join(titles[2:]) + ")")
-            cols = st.columns(len(titles))
-            for c, title in enumerate(titles):
-                with cols[c]:
-                    st.caption(md_escape(title))
-                    shown = [row[c] for row in pictures if row[c] is not None]
-                    if shown:
-                        st.image(shown, width=72)
+            for c, title in zip(st.columns(len(titles)), titles):
+                c.caption(md_escape(title))
+            for row in pictures:  # one line per validation image, so each model's mask sits beside the truth
+                for c, picture in zip(st.columns(len(titles)), row):
+                    if picture is not None:
+                        c.image(picture, width=72)
     st.markdown("**What this run shows**")
     for sentence in experiments.verdict(exp, m, runs):
         st.markdown(f"- {md_escape(sentence)}")

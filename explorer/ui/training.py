@@ -17,6 +17,7 @@ import pathlib
 import re
 import secrets
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -98,7 +99,7 @@ def earlier_runs() -> list[dict]:
             and (m.folder(s["run_id"]) / "final.safetensors").exists()]
 
 
-def _score(test: dict) -> str:
+def score_phrase(test: dict) -> str:
     """A run's test score in a few words: "93.1% accuracy", "MAE 3.2", "mIoU 25.0%" ("" before it has one)."""
     return (f"mIoU {test['miou']:.1%}" if "miou" in test else
             f"{test['accuracy']:.1%} accuracy" if "accuracy" in test else
@@ -106,7 +107,7 @@ def _score(test: dict) -> str:
 
 
 def _run_label(s: dict) -> str:
-    score = _score(s.get("test") or {})
+    score = score_phrase(s.get("test") or {})
     score = f", {score}" if score else ""
     try:
         cfg = manager().config(s["run_id"])
@@ -651,17 +652,28 @@ def sample_grid(samples: dict | None) -> None:
 
 
 def _mask_grid(rows: list[dict], epoch: int) -> None:
-    """Segmentation samples: each validation image beside its true and its predicted mask, with that image's
-    mIoU; the colours are the classes' (`segmentation.PALETTE`, the ignored border grey)."""
+    """Segmentation samples: each validation image beside its true and its predicted mask (one picture per image,
+    so the three stay together however the page wraps), with that image's mIoU; the colours are the classes'
+    (`segmentation.PALETTE`, the ignored border grey)."""
     mean = sum(r["miou"] for r in rows) / len(rows)
-    st.markdown(f"**Predictions on {len(rows)} validation images after epoch {epoch}** (image, true mask, "
-                f"predicted mask; mean of their mIoU {mean:.0%})".replace("%", " %"))
-    pictures, captions = [], []
-    for r in rows:
-        pictures += [png_image(r["png"]), png_image(r["truth_png"]), png_image(r["predicted_png"])]
-        captions += ["image", f"truth: {r['truth']}", f"{r['predicted']}".replace("%", " %")]
-    for start in range(0, len(pictures), 12):  # four images with their two masks per line
-        st.image(pictures[start:start + 12], caption=captions[start:start + 12], width=72)
+    st.markdown(f"**Predictions on {len(rows)} validation images after epoch {epoch}** (each: the image, its true "
+                f"mask, the predicted mask; mean of their mIoU {mean:.0%})".replace("%", " %"))
+    st.image([_side_by_side(png_image(r["png"]), png_image(r["truth_png"]), png_image(r["predicted_png"]))
+              for r in rows], caption=[f"truth: {r['truth']} · {r['predicted']}".replace("%", " %") for r in rows],
+             width=3 * 72 + 8)
+
+
+def _side_by_side(*pictures) -> np.ndarray:
+    """H×W pictures (grey or RGB, uint8) in a row, 4 white pixels apart, as one RGB picture."""
+    rgb = [np.repeat(p[..., None], 3, axis=2) if p.ndim == 2 else p[..., :3] for p in pictures]
+    h = max(p.shape[0] for p in rgb)
+    gap = np.full((h, 4, 3), 255, dtype=np.uint8)
+    parts = []
+    for p in rgb:
+        if p.shape[0] < h:  # pad a smaller one at the bottom
+            p = np.concatenate([p, np.full((h - p.shape[0], p.shape[1], 3), 255, dtype=np.uint8)])
+        parts += [p, gap]
+    return np.concatenate(parts[:-1], axis=1)
 
 
 def _class_scores(test: dict, classes) -> pd.DataFrame:
@@ -913,7 +925,7 @@ def _runs_table(was_active: bool) -> None:
             cfg = m.config(s["run_id"])
         except TrainingError:
             cfg = None
-        score = _score(s.get("test") or {})
+        score = score_phrase(s.get("test") or {})
         rows.append({"run": s["run_id"], "state": s.get("state"),
                      "network": _network_name(cfg.network) if cfg else "?",
                      "dataset": cfg.dataset if cfg else "?", "mode": cfg.mode if cfg else "?",
@@ -921,7 +933,9 @@ def _runs_table(was_active: bool) -> None:
                      "epochs": f"{s.get('epoch') or 0} of {s.get('epochs') or '?'}", "test": score,
                      "queue": f"Queued: {queue_phrase(s)}" if queue_phrase(s) else "",
                      "shared": _shared_with(s)})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    # widths set, not measured: a column sized while the runs were queued (empty scores) would cut the scores later
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "run": st.column_config.TextColumn(width="medium"), "test": st.column_config.TextColumn(width="medium")})
     ids = [r["run"] for r in rows]
     current = _shown_id()
     key = K + "open"
