@@ -293,6 +293,10 @@ class Network:
         if result is None:
             raise TrainingError(f"The run {run_id}'s result.json cannot be read; train it again on Train.")
         dataset = datasets.get(cfg.dataset)
+        if dataset.task == "segmentation":
+            raise TrainingError(f"The run {run_id} segments {dataset.title}: Predict, Explain and Feature maps open "
+                                "classification and regression runs only; its predicted masks, per-class IoU and "
+                                "confusion matrix are on Train.")
         final = run.final_path
         digest = _file_digest(str(final), *_stamp(final))
         kind, what = _run_network(cfg.network)

@@ -53,3 +53,9 @@ def test_a_segmentation_run_shows_miou_per_class_iou_and_masks(runs_root):
     assert len(pictures) == 8 and all(c.caption.startswith("truth: ") and " · mIoU " in c.caption for c in pictures)
     runs = at.dataframe[-1].value
     assert list(runs["test"]) == [f"mIoU {test['miou']:.1%}"]
+    assert not at.get("page_link")  # Predict, Explain and Feature maps do not open segmentation runs yet
+
+    # a link to it there is answered with a sentence, not a traceback
+    predict = open_page("predict", source=f"run:{run_id}")
+    assert any(e.value.startswith(f"The run {run_id} segments Shapes") for e in predict.error), \
+        [e.value for e in predict.error]

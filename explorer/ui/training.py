@@ -887,7 +887,8 @@ def run_outcome(run_id: str) -> None:
                            mime="text/x-python", key=K + f"dl.script.{run_id}", icon=":material/code:",
                            help="Plain PyTorch: the optimiser, schedule, epochs, augmentation and evaluation "
                                 "written out; on the CPU it prints the same test metrics as this run.")
-    if m.status(run_id).get("state") == "finished":  # what Predict, Explain and Feature maps open (not a stopped run)
+    # what Predict, Explain and Feature maps open: a finished run (not a stopped one), not yet a segmentation run
+    if m.status(run_id).get("state") == "finished" and dataset.task != "segmentation":
         trained.links(run_id)
 
 
