@@ -132,11 +132,13 @@ def _retrained_equals_committed(train, weights: Path) -> None:
 
 
 @pytest.mark.training
+@pytest.mark.serial
 def test_the_lenet_recipe_reproduces_the_committed_weights():
     _retrained_equals_committed(train_lenet_digits, WEIGHTS)  # 30 epochs, seed 0: 15 s on two idle cores
 
 
 @pytest.mark.training
+@pytest.mark.serial
 def test_the_gap_recipe_reproduces_the_committed_weights():
     _retrained_equals_committed(train_gap_digits_canvas, CANVAS_WEIGHTS)
 

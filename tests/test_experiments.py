@@ -82,6 +82,7 @@ def test_a_damaged_experiment_id_is_a_sentence(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.training
+@pytest.mark.serial
 def test_the_unet_beats_the_no_skip_model_at_the_homework_budget(tmp_path):
     # The lecture's budget, three jobs at once with one torch thread each (about 3 minutes on two cores).
     manager = RunManager(tmp_path / "runs", max_concurrent=3, max_per_owner=3, max_running_per_owner=3)
