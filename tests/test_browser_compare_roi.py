@@ -123,5 +123,7 @@ def test_calculator_roi_pooling_both_ways(page):
     field.press("Enter")
     idle(pg)
     info = pg.get_by_test_id("stAlert").filter(has_text="roi_pool rounds the box")
-    assert "here column 3" in info.inner_text() and "bin (2, 1) 0.86 instead of 0.69" in info.inner_text()
+    # the sentence is redrawn by the rerun the Enter started: wait for the new one (idle can come before it)
+    sync_api.expect(info).to_contain_text("bin (2, 1) 0.86 instead of 0.69", timeout=30_000)
+    assert "here column 3" in info.inner_text()
     assert pg.get_by_test_id("stException").count() == 0
