@@ -87,7 +87,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.server import CHROMIUM, CHROMIUM_ARGS, Server  # noqa: E402
+from bench.server import CHROMIUM, CHROMIUM_ARGS, PAGE_STATE_JS, Server  # noqa: E402
 
 VIEWPORT = {"width": 1280, "height": 900}
 DEFAULT_SESSIONS = (10, 30, 60)
@@ -109,20 +109,13 @@ MiB = 2 ** 20
 POLL_S = 0.2
 
 # One look at the page: everything the checks need, read in one round trip (textContent: no layout forced).
-PROBE_JS = r"""() => {
-  const q = (s, root) => Array.from((root || document).querySelectorAll(s));
-  const metrics = {};
-  for (const m of q('[data-testid="stMetric"]')) {
-    const l = m.querySelector('[data-testid="stMetricLabel"]'), v = m.querySelector('[data-testid="stMetricValue"]');
-    if (l && v) { const k = l.textContent.trim(); if (!(k in metrics)) metrics[k] = v.textContent.trim(); }
-  }
+PROBE_JS = r"""() => {""" + PAGE_STATE_JS + r"""
   const side = document.querySelector('[data-testid="stSidebar"]');
   let sidebarParams = null;
   if (side) for (const md of q('[data-testid="stMarkdownContainer"]', side)) {
     const m = md.textContent.match(/^\s*Parameters\s*([\d,]+)/);
     if (m) { sidebarParams = m[1]; break; }   // the first one is the composition's, the second the Layers model's
   }
-  const main = document.querySelector('[data-testid="stMain"]') || document.body;
   const verdicts = q('[data-testid="stMarkdownContainer"]', main).map(e => e.textContent.trim())
                    .filter(t => /^\S+ · [\d.]+%/.test(t));
   const selects = {};
@@ -130,15 +123,10 @@ PROBE_JS = r"""() => {
     const l = s.querySelector('[data-testid="stWidgetLabel"]'), i = s.querySelector('input');
     if (l && i) selects[l.textContent.trim()] = i.value;
   }
-  const body = document.body ? document.body.textContent : '';
   return {
-    path: location.pathname,
-    idle: !document.querySelector('[data-testid="stStatusWidget"]'),
-    exception: q('[data-testid="stException"]').length,
-    exceptionText: q('[data-testid="stException"]').map(e => e.textContent.trim().slice(0, 200)).join(' | '),
-    traceback: body.includes('Traceback'),
+    ...pageState(),
     heldOut: body.includes('held-out digits classified correctly'),
-    metrics, sidebarParams, verdicts, selects,
+    sidebarParams, verdicts, selects,
     captions: q('[data-testid="stImageCaption"]', main).map(e => e.textContent.trim()),
   };
 }"""

@@ -71,7 +71,7 @@ if str(ROOT) not in sys.path:
 from bench.load import (POLL_S, STEPS, VIEWPORT, MiB, Others, Session, Slots, StepFailed, _browser_cpu,  # noqa: E402
                         _close_all, _log_notes, _ms, cpu_seconds, machine_busy_s, machine_line, make_plans,
                         percentile, process_tree, rss_bytes)
-from bench.server import CHROMIUM, CHROMIUM_ARGS, Server  # noqa: E402
+from bench.server import CHROMIUM, CHROMIUM_ARGS, PAGE_STATE_JS, Server  # noqa: E402
 from explorer.training.runfolder import RUN_ID  # noqa: E402
 
 DEFAULT_SESSIONS = (10, 30)
@@ -87,31 +87,19 @@ WATCH_POLL_S = 1.0
 
 # One look at the Train page (textContent: no layout forced): the run lines, metrics, number inputs, tables and
 # every text that mentions "queued".
-TRAIN_PROBE_JS = r"""() => {
-  const q = (s, root) => Array.from((root || document).querySelectorAll(s));
-  const metrics = {};
-  for (const m of q('[data-testid="stMetric"]')) {
-    const l = m.querySelector('[data-testid="stMetricLabel"]'), v = m.querySelector('[data-testid="stMetricValue"]');
-    if (l && v) { const k = l.textContent.trim(); if (!(k in metrics)) metrics[k] = v.textContent.trim(); }
-  }
+TRAIN_PROBE_JS = r"""() => {""" + PAGE_STATE_JS + r"""
   const numbers = {};
   for (const n of q('[data-testid="stNumberInput"]')) {
     const l = n.querySelector('[data-testid="stWidgetLabel"]'), i = n.querySelector('input');
     if (l && i) numbers[l.textContent.trim()] = i.value;
   }
-  const main = document.querySelector('[data-testid="stMain"]') || document.body;
   const texts = q('[data-testid="stMarkdownContainer"]', main).map(e => e.textContent.trim());
   const tables = q('[data-testid="stDataFrame"]', main).map(d => q('[role="row"]', d).map(
     r => q('th, td, [role="gridcell"], [role="columnheader"]', r).map(c => c.textContent.trim())));
-  const body = document.body ? document.body.textContent : '';
   return {
-    path: location.pathname, search: location.search,
-    idle: !document.querySelector('[data-testid="stStatusWidget"]'),
-    exception: q('[data-testid="stException"]').length,
-    exceptionText: q('[data-testid="stException"]').map(e => e.textContent.trim().slice(0, 200)).join(' | '),
+    ...pageState(),
     errors: q('[data-testid="stAlertContentError"]').map(e => e.textContent.trim().slice(0, 300)),
-    traceback: body.includes('Traceback'),
-    metrics, numbers, tables,
+    numbers, tables,
     runLines: texts.filter(t => /^Run\s*\d{8}-\d{6}-[0-9a-f]{6}/.test(t)),
     queuedTexts: texts.filter(t => /queued/i.test(t)),
   };

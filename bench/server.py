@@ -21,6 +21,29 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 STARTUP_S = 90  # importing torch on a cold machine is the slow part
 
 
+# What every page probe reads first (JS, one round trip, textContent: no layout forced): `q(selector, root)`, the
+# metric labels and values, and the page's state. `bench/load.py`'s and `bench/load_training.py`'s probes start
+# with it and return `{...pageState(), ...}`.
+PAGE_STATE_JS = r"""
+  const q = (s, root) => Array.from((root || document).querySelectorAll(s));
+  const metrics = {};
+  for (const m of q('[data-testid="stMetric"]')) {
+    const l = m.querySelector('[data-testid="stMetricLabel"]'), v = m.querySelector('[data-testid="stMetricValue"]');
+    if (l && v) { const k = l.textContent.trim(); if (!(k in metrics)) metrics[k] = v.textContent.trim(); }
+  }
+  const main = document.querySelector('[data-testid="stMain"]') || document.body;
+  const body = document.body ? document.body.textContent : '';
+  const pageState = () => ({
+    path: location.pathname, search: location.search,
+    idle: !document.querySelector('[data-testid="stStatusWidget"]'),
+    exception: q('[data-testid="stException"]').length,
+    exceptionText: q('[data-testid="stException"]').map(e => e.textContent.trim().slice(0, 200)).join(' | '),
+    traceback: body.includes('Traceback'),
+    metrics,
+  });
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

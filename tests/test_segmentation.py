@@ -113,6 +113,20 @@ def test_shape_masks_are_exactly_the_drawn_pixels_and_the_set_is_reproducible():
     assert a.shape == (5, 64, 64, 3) and ma.shape == (5, 64, 64) and set(np.unique(ma)) <= set(range(5))
 
 
+def test_the_shapes_are_drawn_once_then_read_from_the_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_DATA", str(tmp_path))
+    pixels, masks = datasets._shapes_kept(6)
+    kept = list(tmp_path.glob("explorer-shapes-*.npz"))
+    fresh = shapes.generate(6, seed=datasets.SPLIT_SEED)
+    assert len(kept) == 1 and np.array_equal(pixels, fresh[0]) and np.array_equal(masks, fresh[1])
+    with monkeypatch.context() as m:  # the second time nothing is drawn, and the bytes and types are the same
+        m.setattr(shapes, "generate", lambda *a, **k: pytest.fail("the kept shapes were drawn again"))
+        again = datasets._shapes_kept(6)
+    assert np.array_equal(again[0], pixels) and np.array_equal(again[1], masks) and again[1].dtype == np.int64
+    kept[0].write_bytes(b"damaged")  # a damaged file is drawn again, and replaced
+    assert np.array_equal(datasets._shapes_kept(6)[1], masks) and np.load(kept[0])["masks"].shape == (6, 64, 64)
+
+
 def test_the_shapes_data_set_has_its_splits_and_every_class():
     ds = datasets.get("shapes")
     assert ds.task == "segmentation" and ds.classes == shapes.CLASSES and ds.input_shape == (3, 64, 64)

@@ -487,13 +487,34 @@ def _mask_splits(dataset: Dataset, pixels: np.ndarray, masks: np.ndarray, train,
 
 
 def _load_shapes() -> Splits:
-    from . import shapes
-
     n_train, n_val, n_test = SHAPES_SIZES
-    pixels, masks = shapes.generate(n_train + n_val + n_test, seed=SPLIT_SEED)
+    pixels, masks = _shapes_kept(n_train + n_val + n_test)
     cut = np.cumsum(SHAPES_SIZES)
     return _mask_splits(_REGISTRY["shapes"], pixels, masks, np.arange(cut[0]), np.arange(cut[0], cut[1]),
                         np.arange(cut[1], cut[2]))
+
+
+def _shapes_kept(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`shapes.generate(n, SPLIT_SEED)`, kept in the data folder after the first time (drawing them takes seconds in
+    every new worker process), keyed by the generator's source and the libraries that draw, so a change draws anew."""
+    import scipy
+    import skimage
+
+    from . import shapes
+
+    digest = hashlib.sha256(pathlib.Path(shapes.__file__).read_bytes())
+    digest.update(f"{n} {SPLIT_SEED} {np.__version__} {scipy.__version__} {skimage.__version__}".encode())
+    cache = downloads.data_folder() / f"explorer-shapes-{digest.hexdigest()[:16]}.npz"
+    try:
+        with np.load(cache, allow_pickle=False) as kept:
+            return kept["pixels"], kept["masks"].astype(np.int64)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        pass  # not made yet, or damaged: drawn again
+    pixels, masks = shapes.generate(n, seed=SPLIT_SEED)
+    with contextlib.suppress(OSError):  # a folder that cannot be written: drawn again next time
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        _save_decoded(cache, pixels=pixels, masks=masks.astype(np.uint8))  # the classes are 0–4
+    return pixels, masks
 
 
 def _trimaps_pixels(root: pathlib.Path, side: int = TRIMAPS_SIDE,

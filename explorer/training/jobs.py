@@ -16,9 +16,12 @@ A run's state lives only in its folder (see `runfolder`), so a new manager on th
 finds every run again: finished ones are listed, queued ones queue again in their order, and one whose status says
 running but whose process is gone is marked ``interrupted`` and can be resumed from its last checkpoint.
 
-Workers are spawned (`multiprocessing` "spawn": a fresh interpreter whose target, `worker.main`, is importable —
-Streamlit's script functions cannot be pickled) as daemon processes: they end with the server, and the next
-manager marks them interrupted. Each worker uses ``threads_per_run`` torch threads unless its config says.
+Workers are fresh interpreters running ``python -m explorer.training.worker FOLDER`` — the command a Ray job runs
+too. Not `multiprocessing`'s "spawn": under ``streamlit run`` it re-ran the page script that started the run in
+the child (Streamlit's script runner installs each script as ``__main__``), which cost seconds and filled the
+server log with "missing ScriptRunContext". They end with the server (terminated at its exit, as daemon processes
+are), and the next manager marks them interrupted. Each worker uses ``threads_per_run`` torch threads unless its
+config says.
 That is the `LocalProcessBackend`; with ``$EXPLORER_RAY_ADDRESS`` set (or ``backend=RayJobsBackend(address)``)
 each run is a Ray job on that cluster instead, whose log streams the run folder back (`ray_jobs`).
 
@@ -43,16 +46,18 @@ Two managers (two server processes) on one root are not coordinated; give each s
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import hmac
 import json
-import multiprocessing
 import os
 import pathlib
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -66,6 +71,8 @@ __all__ = ["RunManager", "LocalProcessBackend", "default_backend", "PruneReport"
            "SLOTS_ENV", "QUOTA_RUNS_ENV", "QUOTA_RUNNING_ENV", "TEACHER_PASSWORD_ENV", "memory_budget",
            "runs_max_bytes", "memory_refusal", "config_key", "owner_tag", "ordinal", "wait_phrase", "queue_phrase",
            "password_matches"]
+
+_PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[2]  # the folder that holds `explorer/`
 
 RUNS_ENV = "EXPLORER_RUNS"
 # sizes in MB of 10⁶ bytes, as the pages print them
@@ -196,36 +203,34 @@ def password_matches(given: str | None, configured: str | None) -> bool:
 
 
 class LocalProcessBackend:
-    """Each run in a spawned daemon process on this machine (the default backend; `ray_jobs.RayJobsBackend` is
+    """Each run in a worker process of its own on this machine (the default backend; `ray_jobs.RayJobsBackend` is
     the other). A backend starts a run's worker and watches it; the run folder stays the manager's."""
 
     name = "local"
 
     def __init__(self):
-        self._context = multiprocessing.get_context("spawn")
-        self._processes: dict[str, multiprocessing.process.BaseProcess] = {}
+        self._processes: dict[str, subprocess.Popen] = {}
+        atexit.register(self._end_all)
 
     def start(self, run_id: str, folder: RunFolder):
         """Start the worker; its handle (with a ``pid``). Raises when the process cannot start."""
-        from . import worker
-
-        process = self._context.Process(target=worker.main, args=(str(folder.path),), daemon=True,
-                                        name=f"explorer-run-{run_id}")
-        process.start()
+        env = dict(os.environ)
+        # the worker imports this very package, wherever the server was started from
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), env.get("PYTHONPATH")]))
+        process = subprocess.Popen([sys.executable, "-m", "explorer.training.worker", str(folder.path)],
+                                   env=env, cwd=_PACKAGE_PARENT, stdin=subprocess.DEVNULL)
         self._processes[run_id] = process
         return process
 
     def alive(self, run_id: str) -> bool:
-        return self._processes[run_id].is_alive()
+        return self._processes[run_id].poll() is None
 
     def sync(self, run_id: str, folder: RunFolder) -> None:
         """Nothing to copy: the worker writes the folder itself."""
 
     def ended(self, run_id: str) -> tuple[int | None, str]:
         """The exit code of an ended worker, and how it ended in words."""
-        process = self._processes[run_id]
-        process.join()
-        code = process.exitcode
+        code = self._processes[run_id].wait()
         return code, (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0 else
                       f"exit code {code}")
 
@@ -233,13 +238,25 @@ class LocalProcessBackend:
         """A hard stop (a stop request not honoured): SIGTERM, then SIGKILL after 5 s."""
         process = self._processes[run_id]
         process.terminate()
-        process.join(5)
-        if process.is_alive():
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
             process.kill()
-            process.join()
+            process.wait()
 
     def forget(self, run_id: str) -> None:
         self._processes.pop(run_id, None)
+
+    def _end_all(self) -> None:
+        # what `multiprocessing` does for daemon processes: a worker does not outlive the server that started it
+        for process in list(self._processes.values()):
+            if process.poll() is None:
+                process.terminate()
+        for process in list(self._processes.values()):
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def default_backend():

@@ -1,4 +1,5 @@
-"""One run in its own process: `main(folder)` is the target a `RunManager` spawns; `run(folder)` is the work.
+"""One run in its own process: ``python -m explorer.training.worker FOLDER`` (`main`) is what a `RunManager` starts;
+`run(folder)` is the work.
 
 The worker reads the folder's config.json, trains with `train`, appends every step and epoch to metrics.jsonl,
 writes status.json at the start, after every epoch and at the end, and a checkpoint after every complete epoch
@@ -38,6 +39,7 @@ __all__ = ["main", "run", "stream_main", "STREAM_PREFIX"]
 
 STREAM_PREFIX = "@@explorer "  # a line of the job's log that carries a change of the run folder
 STREAM_CHUNK = 1 << 16  # base64 characters per line: a few MB of weights is a few dozen lines
+WORKER_NICE = 10  # a local worker's niceness (os.nice): the server's pages come first, training takes the rest
 
 
 class _Paused(Exception):
@@ -211,13 +213,17 @@ def run(folder: str | os.PathLike, stream: bool = False) -> str:
 
 
 def main(folder: str) -> None:
-    """The spawned process's target: the worker's output goes to the run's worker.log."""
+    """The worker process's entry point (`LocalProcessBackend`): its output goes to the run's worker.log."""
     path = pathlib.Path(folder)
     log = open(path / "worker.log", "a", buffering=1)
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
     print(f"worker {os.getpid()} for {path.name}", flush=True)
+    try:  # below the server: a page a student clicks waits less for a run, which still gets every idle cycle
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
     import torch
 
     try:  # one inter-op thread; the intra-op threads are the config's (`train` sets them)
