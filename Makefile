@@ -10,16 +10,20 @@ PORT    ?= 8501
 run: $(VENV)/.req-stamp graphviz
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-# The whole suite in two parts: everything but the browser tests on two worker processes with one torch thread
-# each (a module's tests stay on one worker: module fixtures such as the Ray head start once), then the browser,
-# load and `serial` tests one at a time (they serve the app, or train on both cores: beside another worker the
-# GAP recipe's retrain took 812 s instead of 150). Both parts
-# always run; the target fails if either did. Each prints its slowest tests (where to look when it grows).
+# The whole suite in three parts, each printing its slowest tests (where to look when it grows); all three always
+# run and the target fails if any did:
+#   1. everything but the browser and `serial` tests on two worker processes with one torch thread each (a module's
+#      tests stay on one worker: module fixtures such as the Ray head start once);
+#   2. the browser tests on two workers too (each module serves the app and drives its own Chromium; a module's
+#      tests stay together, so two people's worth of pages at a time);
+#   3. the `serial` tests one at a time: the load benches, which measure latency, and the trainings that use both
+#      cores (beside another worker the GAP recipe's retrain took 812 s instead of 150).
 test: $(VENV)/.dev-stamp browser graphviz
 	@status=0; \
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -m "not browser and not serial" --durations=25 \
 	  || status=1; \
-	$(BIN)/python -m pytest -m "browser or serial" --durations=15 || status=1; \
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "browser and not serial" --durations=10 || status=1; \
+	$(BIN)/python -m pytest -m serial --durations=10 || status=1; \
 	exit $$status
 
 # The fast lane (at most 3 minutes on a 2-core machine): no browser, load or training tests, the fuzz at the

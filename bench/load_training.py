@@ -25,13 +25,15 @@ Outcomes of a trainer:
                shows, and the runs table's one row agrees (state finished, "E of E", the same accuracy);
   queued       at the deadline the page still says queued and gives a position (any wording with "queued" and a
                number, e.g. "position 3 in the queue" or "Queued: 3rd in line, expected to start in about 2 min");
+  training     at the deadline the page says running, "epoch e of E" (the run holding the slot: with one slot,
+               one run is always training when the deadline comes unless all have finished);
   mixed up     the page shows a run that is not its own: the live view or a runs-table row with another trainer's
                run id or epoch count E ("wrong", as in `bench/load.py`);
   error        an exception or "Traceback" on the page, a step timed out, "queued" shown without a position, the
                run failed / stopped / was interrupted, or its table row disagrees with the live view.
 The run folders are read at the end as well: each run's status.json owner must be the owner id its trainer's
 address bar carries, its config.json the trainer's epochs / seed / training images, its state finished (or still
-queued, for a trainer whose page said so), and there must be no run no trainer started.
+queued, or running, for a trainer whose page said so), and there must be no run no trainer started.
 
 Latency: a browser step from its action until the run is idle and the expected value shows (as `bench/load.py`;
 ok steps only, the wait for a slot not included). Both phases' p50 / p95 and their ratio (B / A) are reported,
@@ -84,6 +86,7 @@ EPOCHS_OF = re.compile(r"epoch\s+(\d+)\s+of\s+(\d+|\?)", re.I)
 # "position 3 in the queue", "3rd in line", "#3 in the queue", "queue position 3" — wording may change
 POSITION = re.compile(r"(?:position\s*#?\s*(\d+))|(?:#?(\d+)(?:st|nd|rd|th)?\s+in\s+(?:the\s+)?(?:line|queue))", re.I)
 WATCH_POLL_S = 1.0
+ACCOUNTED = ("finished", "queued", "training")  # a trainer's outcomes that meet the target
 
 # One look at the Train page (textContent: no layout forced): the run lines, metrics, number inputs, tables and
 # every text that mentions "queued".
@@ -122,7 +125,7 @@ def make_trainer_plans(count: int, train_images: int) -> list[TrainerPlan]:
 @dataclasses.dataclass
 class TrainerResult:
     index: int
-    outcome: str = "unfinished"  # "finished" | "queued" | "running" (at the deadline) | "wrong" | "error" | …
+    outcome: str = "unfinished"  # "finished" | "queued" | "training" (at the deadline) | "wrong" | "error" | …
     reason: str = ""
     run_id: str | None = None
     owner: str | None = None
@@ -255,7 +258,7 @@ class Trainer:
         the queue positions shown; StepFailed for an error or a mixed-up run."""
         me, r = self.plan, self.result
         t0 = time.monotonic()
-        last_state, agree_by = None, None
+        last_state, last_epochs, agree_by = None, None, None
         while True:
             s = await self.probe()
             if s is not None:
@@ -270,6 +273,8 @@ class Trainer:
                     line = mine[0].group(2)
                     state = STATE.search(line)
                     last_state = state.group(1).lower() if state else None
+                    epochs = EPOCHS_OF.search(line)
+                    last_epochs = epochs.groups() if epochs else None
                     if last_state == "queued":
                         texts = [line] + [t for t in s["queuedTexts"] if t not in s["runLines"]]
                         pos = next((p for p in map(_position, texts) if p is not None), None)
@@ -302,6 +307,9 @@ class Trainer:
                 if last_state == "queued" and r.positions:
                     r.outcome = "queued"
                     r.reason = f"still queued at the deadline, position {r.positions[-1]}"
+                elif last_state == "running" and last_epochs and last_epochs[1] == str(me.epochs):
+                    r.outcome = "training"  # the one slot's run: its page shows it going, epoch e of E
+                    r.reason = f"training at the deadline, epoch {last_epochs[0]} of {last_epochs[1]}"
                 else:
                     r.outcome = last_state or "unfinished"
                     r.reason = f"{last_state or 'no status line'} at the deadline"
@@ -385,7 +393,20 @@ def check_folders(runs_root: Path, trainers: list[TrainerResult], plans: list[Tr
     by_id = {t.run_id: t for t in trainers if t.run_id}
     run_dirs = [p for p in runs_root.iterdir() if p.is_dir() and RUN_ID.match(p.name)] if runs_root.exists() else []
     for folder in sorted(run_dirs):
-        if folder.name not in by_id:
+        if folder.name in by_id:
+            continue
+        # a trainer whose "start" step timed out before its page showed the run (already counted as its error)
+        # started it if the config is that trainer's: said, not counted twice
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        owner = next((t for t, plan in zip(trainers, plans) if not t.run_id and t.outcome == "error"
+                      and t.reason.startswith("start") and config.get("epochs") == plan.epochs
+                      and config.get("seed") == plan.seed), None)
+        if owner is not None:
+            problems.append(f"run {folder.name} is trainer {owner.index}'s, started before its page timed out")
+        else:
             problems.append(f"run {folder.name} in the runs folder was started by no trainer")
     for t, plan in zip(trainers, plans):
         if not t.run_id:
@@ -407,9 +428,13 @@ def check_folders(runs_root: Path, trainers: list[TrainerResult], plans: list[Tr
         state = status.get("state")
         if t.outcome == "finished" and state != "finished":
             bad.append(f"the page said finished, status.json says {state!r}")
-        elif t.outcome == "queued" and state != "queued":
+        # the folders are read after the last browse steps, minutes after the deadline: a run queued or training
+        # then may have gone on since (queued → running → finished), but no further
+        elif t.outcome == "queued" and state not in ("queued", "running", "finished"):
             bad.append(f"the page said queued, status.json now says {state!r}")
-        elif t.outcome not in ("finished", "queued") and state not in ("finished", "queued", "running"):
+        elif t.outcome == "training" and state not in ("running", "finished"):
+            bad.append(f"the page said training, status.json now says {state!r}")
+        elif t.outcome not in ACCOUNTED and state not in ("finished", "queued", "running"):
             bad.append(f"state {state!r}")
         if bad:
             t.folder_check = "; ".join(bad)
@@ -484,8 +509,8 @@ class NResult:
 
     @property
     def accounted(self) -> bool:
-        """Every run finished, or was queued with its position when the deadline came."""
-        return all(t.outcome in ("finished", "queued") for t in self.trainers)
+        """Every run finished, or was queued with its position (or training, epoch e of E) when the deadline came."""
+        return all(t.outcome in ACCOUNTED for t in self.trainers)
 
 
 def _server_cpu(pid: int) -> float:
@@ -744,15 +769,16 @@ def report(runs: list[NResult], argv: list[str], *, browse_steps, rounds: int, t
         f"least {rounds} rounds, until the trainers are done). Steps through a pool of {concurrency} slots; step "
         f"timeout {step_timeout:.0f} s; deadlines {deadlines}.",
         "",
-        "Targets: 0 errors, 0 runs mixed up between sessions, every run finished or queued with its position. "
+        "Targets: 0 errors, 0 runs mixed up between sessions, every run finished, or queued with its position or "
+        "training (epoch e of E shown) when the deadline came. "
         "Latency: browse steps, from the action until the page is idle with the expected value (ok steps; the "
         "wait for a slot not included). \"Rest of the machine\": CPU used by other processes on this shared VM, as "
         "a share of all its cores over phase B.",
         "",
-        "| N | trainers / browsers | runs finished | queued with position | errors | mixed up | browse p50 / p95 ms "
+        "| N | trainers / browsers | runs finished | queued with position | training at the deadline | errors | mixed up | browse p50 / p95 ms "
         "alone | browse p50 / p95 ms while training | ratio p50 / p95 | time to result p50 / max s | largest "
         "queue position shown | server RSS before / peak MiB | rest of the machine | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         c = r.outcomes()
@@ -762,7 +788,7 @@ def report(runs: list[NResult], argv: list[str], *, browse_steps, rounds: int, t
         other = f"{r.training.others_share:.0%}" if r.training else "—"
         lines.append(
             f"| {r.n} | {len(r.trainers)} / {r.browsers} | {c['finished']} of {len(r.trainers)} | {c['queued']} "
-            f"| {r.errors} | {r.mixed_up} | {_ms(a50)} / {_ms(a95)} | {_ms(b50)} / {_ms(b95)} "
+            f"| {c['training']} | {r.errors} | {r.mixed_up} | {_ms(a50)} / {_ms(a95)} | {_ms(b50)} / {_ms(b95)} "
             f"| {_ratio(a50, b50)} / {_ratio(a95, b95)} | {_s(percentile(ttr, 50))} / {_s(ttr[-1] if ttr else None)} "
             f"| {pos if pos is not None else '—'} | {r.rss_before / MiB:,.0f} / {r.rss_peak / MiB:,.0f} "
             f"| {other} | {r.wall_s:,.0f} |")

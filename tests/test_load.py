@@ -17,7 +17,7 @@ if not CHROMIUM.exists():
                 "`apt-get install -y chromium`) to run the browser tests", allow_module_level=True)
 pytest.importorskip("playwright.async_api", reason="Playwright for Python is not installed")
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.serial]  # serial: it measures latency
 
 
 def _bench():

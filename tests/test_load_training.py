@@ -67,6 +67,7 @@ def test_another_sessions_run_on_a_trainers_page_is_named(lt):
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.training
+@pytest.mark.serial  # it measures latency: alone on the machine
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: install Debian's chromium "
                     "(`make browser` or `apt-get install -y chromium`) to run the browser tests")
 def test_three_sessions_two_train_one_browses_none_sees_anothers_run(lt, tmp_path):
@@ -80,7 +81,9 @@ def test_three_sessions_two_train_one_browses_none_sees_anothers_run(lt, tmp_pat
     assert r.mixed_up == 0, text
     assert r.errors == 0, text
     assert (len(r.trainers), r.browsers) == (2, 1), text
-    assert r.accounted, text  # every run finished, or was queued with its position at the deadline
+    assert r.accounted, text
+    # here more than the bench's target: every run finished, or was queued with its position at the deadline
+    assert all(t.outcome in ("finished", "queued") for t in r.trainers), text
     assert r.outcomes()["finished"] >= 1, text
     for t, plan in zip(r.trainers, r.plans):
         assert t.run_id and t.owner and t.folder_check == "", text

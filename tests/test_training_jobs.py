@@ -138,6 +138,9 @@ def test_a_spawned_run_finishes_as_the_same_run_in_process(tmp_path):
     assert manager.config(run_id) == cfg
     assert status["started"] <= status["ended"] and status["pid"] > 0 and status["pid"] != os.getpid()
     assert load_checkpoint(manager.folder(run_id) / "checkpoint.safetensors")["epoch"] == 2
+    # a worker of its own, below the server's priority (`python -m explorer.training.worker`, not a spawned copy)
+    first = (manager.folder(run_id) / "worker.log").read_text().splitlines()[0]
+    assert first == f"worker {status['pid']} for {run_id}, nice {min(19, os.nice(0) + worker.WORKER_NICE)}"
 
 
 @pytest.mark.training

@@ -219,11 +219,11 @@ def main(folder: str) -> None:
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
-    print(f"worker {os.getpid()} for {path.name}", flush=True)
     try:  # below the server: a page a student clicks waits less for a run, which still gets every idle cycle
         os.nice(WORKER_NICE)
     except OSError:
         pass
+    print(f"worker {os.getpid()} for {path.name}, nice {os.nice(0)}", flush=True)
     import torch
 
     try:  # one inter-op thread; the intra-op threads are the config's (`train` sets them)
