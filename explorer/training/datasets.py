@@ -391,13 +391,20 @@ def _pets_kept(base: pathlib.Path, side: int, name: str, targets: str):
         raise DatasetError(f"The Oxford-IIIT Pet split lists in {base / 'annotations'} cannot be read "
                            f"({e.strerror}); delete {base} and download the data set again.") from None
     cache = base / name
+    kept = _read_kept(cache, "key", "pixels", targets, "trainval")
+    if kept is not None and str(kept[0]) == key:
+        return key, cache, (kept[1], kept[2], int(kept[3]))
+    return key, cache, None  # not made yet, damaged, or stale: made again by the caller
+
+
+def _read_kept(cache: pathlib.Path, *names: str) -> list[np.ndarray] | None:
+    """The arrays ``names`` of a data set kept as ``cache`` (.npz, `_save_decoded`), or None when it is not made
+    yet or damaged."""
     try:
         with np.load(cache, allow_pickle=False) as kept:
-            if str(kept["key"]) == key:
-                return key, cache, (kept["pixels"], kept[targets], int(kept["trainval"]))
+            return [kept[n] for n in names]
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-        pass  # not made yet, or damaged: made again by the caller
-    return key, cache, None
+        return None
 
 
 def _pets_cache_key(base: pathlib.Path, side: int) -> str:
@@ -505,12 +512,10 @@ def _shapes_kept(n: int) -> tuple[np.ndarray, np.ndarray]:
     digest = hashlib.sha256(pathlib.Path(shapes.__file__).read_bytes())
     digest.update(f"{n} {SPLIT_SEED} {np.__version__} {scipy.__version__} {skimage.__version__}".encode())
     cache = downloads.data_folder() / f"explorer-shapes-{digest.hexdigest()[:16]}.npz"
-    try:
-        with np.load(cache, allow_pickle=False) as kept:
-            return kept["pixels"], kept["masks"].astype(np.int64)
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-        pass  # not made yet, or damaged: drawn again
-    pixels, masks = shapes.generate(n, seed=SPLIT_SEED)
+    kept = _read_kept(cache, "pixels", "masks")
+    if kept is not None:
+        return kept[0], kept[1].astype(np.int64)
+    pixels, masks = shapes.generate(n, seed=SPLIT_SEED)  # not made yet, or damaged: drawn (again)
     with contextlib.suppress(OSError):  # a folder that cannot be written: drawn again next time
         cache.parent.mkdir(parents=True, exist_ok=True)
         _save_decoded(cache, pixels=pixels, masks=masks.astype(np.uint8))  # the classes are 0–4

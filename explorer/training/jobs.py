@@ -238,11 +238,7 @@ class LocalProcessBackend:
         """A hard stop (a stop request not honoured): SIGTERM, then SIGKILL after 5 s."""
         process = self._processes[run_id]
         process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _reap(process)
 
     def forget(self, run_id: str) -> None:
         self._processes.pop(run_id, None)
@@ -252,11 +248,17 @@ class LocalProcessBackend:
         for process in list(self._processes.values()):
             if process.poll() is None:
                 process.terminate()
-        for process in list(self._processes.values()):
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for process in list(self._processes.values()):  # all asked first, so their 5 s run side by side
+            _reap(process)
+
+
+def _reap(process: subprocess.Popen) -> None:
+    """Wait for a worker asked to end (SIGTERM); SIGKILL it after 5 s."""
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def default_backend():
