@@ -27,10 +27,12 @@ test: $(VENV)/.dev-stamp browser graphviz
 	exit $$status
 
 # The fast lane (at most 3 minutes on a 2-core machine): no browser, load or training tests, the fuzz at the
-# `check` profile's 50 examples instead of 1,000 (tests/conftest.py), two worker processes with one torch thread
-# each (so they do not fight over the two cores). `make test` stays the whole suite.
+# `check` profile's 50 examples instead of 1,000 and the first case of each parametrised sweep
+# (tests/conftest.py), two worker processes with one torch thread each (so they do not fight over the two cores).
+# `make test` stays the whole suite.
 check: $(VENV)/.dev-stamp
-	HYPOTHESIS_PROFILE=check OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not browser and not slow and not training"
+	HYPOTHESIS_PROFILE=check CHECK_CASES=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 \
+	  -m "not browser and not slow and not training" --durations=10
 
 bench: $(VENV)/.dev-stamp
 	$(BIN)/python bench/analysis.py

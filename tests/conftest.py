@@ -3,6 +3,9 @@
 Profiles: ``full`` (what ``make test`` and CI run: the fuzz at 1,000 examples) and ``check`` (``make check``, the
 fast lane: 50). Choose one with ``HYPOTHESIS_PROFILE``; ``full`` is the default, so a bare ``pytest`` is CI's run.
 A test that sets ``max_examples`` itself keeps its own number in both.
+
+``CHECK_CASES=N`` (``make check`` sets 1) runs only the first N cases of each parametrised test (the sweeps over
+every catalog model, neck or page); ``make test`` runs every case.
 """
 from __future__ import annotations
 
@@ -16,6 +19,21 @@ FULL_EXAMPLES = 1000
 settings.register_profile("full", max_examples=FULL_EXAMPLES)
 settings.register_profile("check", max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
+
+
+def pytest_collection_modifyitems(config, items):
+    cases = int(os.environ.get("CHECK_CASES") or 0)
+    if cases <= 0:
+        return
+    seen: dict[str, int] = {}
+    kept, dropped = [], []
+    for item in items:
+        test = item.nodeid.split("[", 1)[0]  # a parametrised test's cases share it
+        seen[test] = seen.get(test, 0) + 1
+        (kept if "[" not in item.nodeid or seen[test] <= cases else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from explorer.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +38,7 @@ def run(*args) -> Run:
     return Run(code, out.getvalue(), err.getvalue())
 
 
+@pytest.mark.slow
 def test_the_command_runs_as_a_module():
     p = subprocess.run([sys.executable, "-m", "explorer", "summary", "resnet5"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)

@@ -147,6 +147,7 @@ def test_input_smaller_than_the_network_says_the_smallest_size():
         build(spec(backbone=dict(name="vgg16"), input=dict(height=16, width=16)))
 
 
+@pytest.mark.slow
 def test_export_round_trip_standalone_file(tmp_path):
     s = spec(**SEEDS["mobilenet_v2 + CBAM + classification"])
     assert ArchitectureSpec.from_json(spec_json(s)) == s

@@ -49,6 +49,32 @@ def test_the_homework_verdict_says_the_margin_and_when_it_does_not_hold():
                for s in experiments.get("homework").judge(runs))
 
 
+def test_the_depth_verdict_says_higher_or_lower_in_words():
+    def run(label, loss):
+        return RunSummary(label, "20260101-000000-000000", "finished",
+                          [{"epoch": 1, "train_loss": loss, "train_accuracy": 0.9}], {"accuracy": 0.9}, 12.0,
+                          1000, 1000, 5000)
+
+    labels = list(experiments.get("depth").runs("tiny"))
+    plain, residual = [x for x in labels if x.startswith("plain")], [x for x in labels if x.startswith("residual")]
+    losses = {plain[0]: 0.300, plain[1]: 0.161, residual[0]: 0.250, residual[1]: 0.260}
+    lines = experiments.get("depth").judge({k: run(k, v) for k, v in losses.items()})
+    assert any(s.startswith("Not as the lecture says: here the deeper plain network reaches a training loss 0.139 "
+                            "lower than the shallow one") for s in lines), lines
+    assert "Here the residual network also trains worse when deeper: its training loss is 0.010 higher than the " \
+           "shallow one's (for the plain networks: 0.139 lower), so this run does not show the residual advantage." \
+           in lines
+    losses[residual[1]] = 0.2502  # a difference that rounds to nothing
+    assert any("training loss is the same as the shallow one's" in s
+               for s in experiments.get("depth").judge({k: run(k, v) for k, v in losses.items()}))
+    losses.update({plain[1]: 0.320, residual[1]: 0.200})
+    lines = experiments.get("depth").judge({k: run(k, v) for k, v in losses.items()})
+    assert "As the lecture says, the deeper plain network trains worse: its final training loss is 0.020 higher " \
+           "than the shallow one's." in lines
+    assert "With residual connections depth does not hurt: the deeper residual network's training loss is 0.050 " \
+           "lower than the shallow one's (for the plain networks: 0.020 higher)." in lines
+
+
 @pytest.mark.slow
 @pytest.mark.training
 def test_the_tiny_homework_trains_and_its_report_has_the_three_rows(tmp_path):

@@ -477,6 +477,7 @@ def test_attention_maps_se_stack_and_torchvision_se():
 
 
 # -- many sessions, one model ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_concurrent_calls_on_one_shared_model(lenet, held_out, cbam_model):
     x, _ = held_out
     xc = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(4))

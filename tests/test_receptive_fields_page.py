@@ -76,6 +76,7 @@ def test_warning_when_the_input_exceeds_the_field(resnet18_224):
     assert rf_warnings(_analysis("vit_b_16", 224)) == []  # attention after the patch conv sees everything
 
 
+@pytest.mark.slow
 def test_theoretical_box_is_the_gradient_support():
     # tests/test_analysis.py RF_CASES: resnet18 layer4 at 480 px, centre unit (7, 7) of the 15×15 map.
     a = _analysis("resnet18", 480)
@@ -192,6 +193,7 @@ def test_page_renders_the_lecture_table_and_the_image_section():
     assert any("Theoretical" in c.value and "Effective" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_page_warns_when_the_input_exceeds_the_field():
     at = _page().run()
     at.multiselect(key="rf.models").set_value(["resnet18"])

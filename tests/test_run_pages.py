@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save
@@ -259,6 +260,7 @@ def test_a_model_too_large_to_run_is_refused_with_the_limit():
     assert not at.get("plotly_chart")
 
 
+@pytest.mark.slow
 def test_a_composition_too_slow_to_run_is_refused_with_the_limit_and_kept():
     from explorer.network import MAX_RUN_MACS
     from explorer.spec import ArchitectureSpec

@@ -19,7 +19,7 @@ from explorer.spec import ArchitectureSpec
 from explorer.training import (TrainConfig, TrainingError, datasets, estimate_epoch, evaluate, memory_budget,
                                memory_refusal, train, trainable_parameters, training_memory, worker)
 from explorer.training.jobs import RunManager
-from explorer.training.loop import memory_of, sample_indices
+from explorer.training.loop import memory_of, prepare, sample_indices, scored_test_images
 from explorer.training.networks import network_for_task
 from explorer.training.runfolder import RunFolder, png_image
 from explorer.training.script import training_script
@@ -112,6 +112,38 @@ def test_a_run_writes_its_sample_predictions_after_every_epoch(tmp_path):
     assert all(re.fullmatch(r"\d ✓ \d+ %|\d ✗ \d+ % \(true \d\)", c) for c in captions), captions
     # the stop message says where once (the old one said "stopped on request" twice)
     assert folder.status()["message"].startswith("Finished 2 epochs; test accuracy ")
+
+
+@pytest.mark.training
+def test_a_run_scored_on_fewer_images_says_so_and_its_pairs_name_those_images():
+    cfg = _tiny(epochs=1, eval_samples=50)
+    seen = []
+    result = train(cfg, on_samples=lambda epoch, samples: seen.append(samples))
+    assert "50 of the 179 validation and 50 of the 360 test images used (random subsets: the scores rest on fewer " \
+           "images)" in result.notes
+    assert result.test["count"] == 50 and len(result.test["pairs"]) == 50
+    assert result.history[-1]["val_accuracy"] * 50 == pytest.approx(round(result.history[-1]["val_accuracy"] * 50))
+    # the test pairs are in the order of scored_test_images, whose truths and predictions they are
+    s = datasets.get("digits").splits()
+    scored = scored_test_images(cfg)
+    assert scored.shape == (50, *s.x_test.shape[1:])
+    rows = [next(i for i in range(len(s.x_test)) if torch.equal(s.x_test[i], x)) for x in scored]
+    assert rows == sorted(rows) and len(set(rows)) == 50
+    assert [t for _, t in result.test["pairs"]] == s.y_test[rows].tolist()
+    with torch.no_grad():
+        assert [p for p, _ in result.test["pairs"]] == result.model(scored).argmax(1).tolist()
+    assert scored_test_images(cfg.replace(eval_samples=None)).shape == s.x_test.shape  # all of them without it
+    # the sample pictures are of the scored validation images, each beside its own truth
+    ds = datasets.get("digits")
+    every, scored_val = prepare(cfg.replace(eval_samples=None)).data.x_val, prepare(cfg).data.x_val
+    val = [i for i in range(len(every)) if any(torch.equal(every[i], x) for x in scored_val)]
+    assert len(val) == 50
+    chosen = [val[k] for k in sample_indices(s.y_val[val], "classification").tolist()]
+    assert [x["truth"] for x in seen[-1]] == [ds.classes[k] for k in s.y_val[chosen].tolist()]
+    for sample, i in zip(seen[-1], chosen):
+        assert abs(sample["image"] - datasets._as_picture(ds.unnormalise(s.x_val[i]))).max() == 0
+    with pytest.raises(TrainingError, match=r"^'eval_samples' must be a whole number"):
+        _tiny(eval_samples=0.5)
 
 
 def test_time_left_from_the_epochs_done():

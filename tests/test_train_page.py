@@ -181,6 +181,7 @@ def test_the_runs_picker_opens_an_earlier_run(runs_root):
     assert len(charts(at)["Confusion matrix (test split)"]["data"][0]["x"]) == 10  # the digits run again
 
 
+@pytest.mark.slow
 def test_the_composition_and_a_ready_model_as_the_network(runs_root):
     at = open_page("train")
     at.radio(key="w.train.source").set_value("composition").run()

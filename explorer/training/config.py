@@ -84,7 +84,9 @@ class TrainConfig:
     ``lr`` and ``weight_decay`` default to the recipe's (`RECIPE_DEFAULTS`). ``pretrained_from``: a state dict
     file (.safetensors / .pt) of an earlier run whose backbone starts this one. ``early_stopping``: stop after this
     many epochs without a lower validation loss. ``time_budget``: seconds; the run stops after the epoch that
-    passes it. ``train_samples``: use only this many training images (a seeded random subset), for quick runs.
+    passes it. ``train_samples``: use only this many training images (a seeded random subset), for quick runs;
+    ``eval_samples`` likewise for the validation and the test images (each split its own subset; the metrics then
+    rest on fewer images, and the run's notes say so).
     ``threads``: torch intra-op threads while the run trains (None: leave as it is)."""
     network: Any = "lenet5"
     dataset: Any = "digits"
@@ -104,6 +106,7 @@ class TrainConfig:
     backbone_lr_factor: float = 0.1  # discriminative mode: the backbone's lr is lr × this
     plateau_patience: int = 2  # resnet recipe: epochs without a lower validation loss before lr ÷ 10
     train_samples: int | None = None
+    eval_samples: int | None = None
     device: str = "auto"
     threads: int | None = None
 
@@ -134,6 +137,8 @@ class TrainConfig:
         _number("plateau_patience", self.plateau_patience, 0, 100, whole=True)
         if self.train_samples is not None:
             _number("train_samples", self.train_samples, 2, 10**9, whole=True)
+        if self.eval_samples is not None:
+            _number("eval_samples", self.eval_samples, 1, 10**9, whole=True)
         if self.device not in DEVICES:
             _sentence(f"'device' must be one of {', '.join(DEVICES)}; got {str(self.device)[:40]!r}.")
         if self.threads is not None:

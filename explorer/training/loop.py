@@ -33,7 +33,7 @@ from .recipes import Recipe, Schedule, make_recipe, preview_schedule
 __all__ = ["fit", "train", "prepare", "RunPlan", "evaluate", "TrainResult", "FitResult", "trainable_parameters",
            "lr_schedule", "augmentation_preview", "choose_device", "make_augmenter", "sample_indices",
            "sample_predictions", "SAMPLES", "TrainingMemory", "training_memory", "memory_of", "EpochEstimate",
-           "estimate_epoch"]
+           "estimate_epoch", "scored_test_images"]
 
 SAMPLES = 8  # validation images whose predictions a run shows after every epoch
 
@@ -418,13 +418,46 @@ class RunPlan:
     std: tuple
 
 
+def _rows(n: int, k: int, seed: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].sort().values
+
+
 def _subset(splits: Splits, k: int | None, seed: int, notes: list[str]) -> Splits:
     n = len(splits.y_train)
     if k is None or k >= n:
         return splits
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].sort().values
+    idx = _rows(n, k, seed)
     notes.append(f"{k:,} of the {n:,} training images used (a random subset)")
     return dataclasses.replace(splits, x_train=splits.x_train[idx].contiguous(), y_train=splits.y_train[idx])
+
+
+_EVAL_SEED_OFFSET = {"val": 1, "test": 2}  # each evaluation split draws its own subset
+
+
+def _eval_rows(n: int, k: int | None, seed: int, split: str) -> torch.Tensor | None:
+    """Which of a split's ``n`` images `eval_samples` = ``k`` keeps (None: all of them)."""
+    return None if k is None or k >= n else _rows(n, k, seed + _EVAL_SEED_OFFSET[split])
+
+
+def _eval_subset(splits: Splits, k: int | None, seed: int, notes: list[str]) -> Splits:
+    """The validation and test splits cut to ``k`` images each, for quick looks."""
+    changes, said = {}, []
+    for split, name in (("val", "validation"), ("test", "test")):
+        x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
+        idx = _eval_rows(len(y), k, seed, split)
+        if idx is not None:
+            changes.update({f"x_{split}": x[idx].contiguous(), f"y_{split}": y[idx]})
+            said.append(f"{k:,} of the {len(y):,} {name}")
+    if said:
+        notes.append(f"{' and '.join(said)} images used (random subsets: the scores rest on fewer images)")
+    return dataclasses.replace(splits, **changes) if changes else splits
+
+
+def scored_test_images(cfg: TrainConfig) -> torch.Tensor:
+    """The test images (as the data set has them) that a run of ``cfg`` scored, in the order of its test pairs."""
+    x = datasets_module.get(cfg.dataset).splits().x_test
+    kept = _eval_rows(len(x), cfg.eval_samples, cfg.seed, "test")
+    return x if kept is None else x[kept]
 
 
 def prepare(cfg: TrainConfig) -> RunPlan:
@@ -434,6 +467,7 @@ def prepare(cfg: TrainConfig) -> RunPlan:
     prepared = prepare_model(cfg, dataset)
     data, mean, std = fit_data(splits, dataset, prepared.input_shape, prepared.notes, prepared.input_norm)
     data = _subset(data, cfg.train_samples, cfg.seed, prepared.notes)
+    data = _eval_subset(data, cfg.eval_samples, cfg.seed, prepared.notes)
     recipe = make_recipe(cfg, prepared.backbone_params, prepared.head_params, len(data.y_train))
     if not recipe.groups:
         raise TrainingError("Nothing in this network would train (every parameter is frozen); choose mode finetune, "
@@ -483,7 +517,9 @@ def train(cfg: TrainConfig, *, on_batch=None, on_epoch=None, should_stop=None, o
         after_epoch = None
         if on_samples is not None:
             chosen = sample_indices(data.y_val, ds.task)
-            pictures = ds.splits().x_val[chosen]  # as the data set has them, not resized for the network
+            pictures = ds.splits().x_val  # as the data set has them, not resized for the network
+            kept = _eval_rows(len(pictures), cfg.eval_samples, cfg.seed, "val")
+            pictures = (pictures if kept is None else pictures[kept])[chosen]
 
             def after_epoch(model, epoch):
                 on_samples(epoch, sample_predictions(model, data.x_val[chosen].to(device), data.y_val[chosen], ds,
@@ -753,7 +789,7 @@ def estimate_epoch(cfg: TrainConfig, steps: int = 3, step_budget: float = 0.5) -
             step(timed)
         times = sorted(step(timed) for _ in range(steps if timed == batch else 1))
         step_seconds = times[len(times) // 2] * batch / timed
-        n_val = sizes["validation"]
+        n_val = min(sizes["validation"], cfg.eval_samples or sizes["validation"])
         look = max(1, min(n_val, EVAL_BATCH, timed))
         model.eval()
         with torch.no_grad():

@@ -58,9 +58,12 @@ def experiments_section() -> None:
         runs = preset.runs(budget)
         first = next(iter(runs.values()))
         sizes = ", ".join(f"{label}" for label in runs)
+        subsets = ([f"{first.train_samples} training images"] if first.train_samples else []) + (
+            [f"scored on {first.eval_samples} validation and {first.eval_samples} test images"]
+            if first.eval_samples else [])
         st.caption(md_escape(f"{len(runs)} runs, one after another as slots free: {sizes}; each {first.epochs} "
                              f"epoch{'s' if first.epochs != 1 else ''} on {first.dataset}"
-                             + (f" ({first.train_samples} training images)" if first.train_samples else "")
+                             + (f" ({', '.join(subsets)})" if subsets else "")
                              + f", batch {first.batch_size}, seed {first.seed}."))
         if st.button("Start the experiment", type="primary", icon=":material/science:", key=K + "start"):
             try:

@@ -28,7 +28,7 @@ from ..training import (MODE_TITLES, MODES, RECIPE_DEFAULTS, RECIPES, Augmentati
                         TrainingError, TrainingMemory, datasets, default_runs_root, estimate_epoch, lr_schedule,
                         memory_budget, memory_refusal, runs_max_bytes)
 from ..training.jobs import queue_phrase
-from ..training.loop import memory_of
+from ..training.loop import memory_of, scored_test_images
 from ..training.networks import network_for_task, prepare_model
 from ..training.runfolder import ACTIVE_STATES, RESUMABLE_STATES, png_image
 from ..training.script import training_script
@@ -801,13 +801,13 @@ def confusion_cell(run_id: str, confusion: list[list[int]], pairs: list[list[int
         return
     st.markdown(f"**{len(chosen):,} test image{'s' if len(chosen) != 1 else ''}: {md_escape(label)}**" +
                 (f" (the first {CELL_IMAGES})" if len(chosen) > CELL_IMAGES else ""))
-    x = _test_images(dataset.name)
+    x = _scored_test_images(run_id)
     st.image([datasets._as_picture(dataset.unnormalise(x[i])) for i in chosen[:CELL_IMAGES]],
              caption=[f"#{i}" for i in chosen[:CELL_IMAGES]], width=56)
 
 
-def _test_images(name: str):
-    return datasets.get(name).splits().x_test
+def _scored_test_images(run_id: str):
+    return scored_test_images(manager().config(run_id))
 
 
 
@@ -972,8 +972,9 @@ def _settings(cfg: TrainConfig) -> dict:
     d = _flat(cfg.to_dict())
     d["network"] = _network_name(cfg.network)
     d["lr"], d["weight_decay"] = cfg.learning_rate, cfg.decay  # the recipe's defaults, spelled out
-    if d.get("train_samples") is None:
-        d["train_samples"] = "all"
+    for key in ("train_samples", "eval_samples"):
+        if d.get(key) is None:
+            d[key] = "all"
     if d.get("pretrained_from"):
         d["pretrained_from"] = pathlib.Path(d["pretrained_from"]).parent.name  # the earlier run's id
     return d
