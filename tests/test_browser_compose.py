@@ -83,6 +83,21 @@ def open_(pg, url: str, shown: str = "Parameters") -> None:
     idle(pg)
 
 
+def download(pg, button: str, tries: int = 3):
+    """Click the download button named ``button`` and return the download. Under load a click can land on a button
+    that a rerun is replacing, and its file never comes (seen in a clean-clone run); then the page is let settle
+    and the new button is clicked, up to ``tries`` times."""
+    for attempt in range(tries):
+        idle(pg)
+        try:
+            with pg.expect_download(timeout=20_000) as dl:
+                pg.get_by_role("button", name=button).click()
+            return dl.value
+        except sync_api.TimeoutError:
+            if attempt == tries - 1:
+                raise
+
+
 def metric_value(pg, label: str) -> str:
     """The value of the metric labelled ``label`` in the main panel."""
     box = pg.get_by_test_id("stMain").get_by_test_id("stMetric").filter(

@@ -7,8 +7,8 @@ import runpy
 
 import pytest
 
-from test_browser_compose import (app_url, assert_clean, choose, context, expect, idle, metric_value,  # noqa: F401
-                                  open_, page, shared_page, shot, url_spec)
+from test_browser_compose import (app_url, assert_clean, choose, context, download, expect, idle,  # noqa: F401
+                                  metric_value, open_, page, shared_page, shot, url_spec)
 
 pytestmark = pytest.mark.browser
 
@@ -43,10 +43,9 @@ def test_freeze_the_whole_backbone_and_run_the_downloaded_file(app_url, page, tm
     assert metric_value(page, "Training, batch 1") == "2.05 kB"
     assert url_spec(page).backbone.frozen_stages == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"]
     page.get_by_text("Export the model (PyTorch file, ONNX)").click()
-    with page.expect_download() as download:
-        page.get_by_role("button", name="Download PyTorch file (.py)").click()
-    path = tmp_path / download.value.suggested_filename
-    download.value.save_as(path)
+    got = download(page, "Download PyTorch file (.py)")
+    path = tmp_path / got.suggested_filename
+    got.save_as(path)
     assert path.name == "composition.py"
     runpy.run_path(str(path), run_name="__main__")
     assert "parameters: 11,689,512\n" in capsys.readouterr().out
